@@ -1,0 +1,124 @@
+/**
+ * The `gatehouse` command. Each subcommand is a thin shell over the modules. User mistakes
+ * (bad config, bad arguments) print one clear line and exit 1, never a stack trace.
+ */
+import { availableParallelism } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { Command, CommanderError } from 'commander';
+import { parseDocument, YAMLSeq } from 'yaml';
+import { loadConfig } from '../config/load.js';
+import { ConfigError, GatehouseError } from '../errors.js';
+import { createVerifier } from '../identity/scram.js';
+import { runPrimary, runWorker } from '../server/cluster.js';
+import { startNode } from '../server/node.js';
+
+const VERSION = '0.1.0';
+
+class UsageError extends Error {}
+
+async function readSecret(prompt: string): Promise<string> {
+  if (!process.stdin.isTTY) {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+  process.stderr.write(prompt);
+  const out = rl as unknown as { _writeToOutput: (s: string) => void };
+  out._writeToOutput = () => {};
+  const answer = await new Promise<string>((resolve) => rl.question('', resolve));
+  rl.close();
+  process.stderr.write('\n');
+  return answer;
+}
+
+async function serve(opts: { config: string; workers?: string; worker?: boolean }): Promise<void> {
+  const loaded = loadConfig(opts.config);
+  if (opts.worker) return runWorker(loaded);
+  const setting = opts.workers ?? String(loaded.config.server.workers);
+  const workers = setting === 'auto' ? availableParallelism() : Number(setting);
+  if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`--workers: expected a whole number >= 1 or "auto", got "${setting}"`);
+  if (workers > 1) return runPrimary(loaded, workers, opts.config);
+  const node = await startNode(loaded);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => void node.shutdown().then(resolve);
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+function check(opts: { config: string }): void {
+  const loaded = loadConfig(opts.config);
+  const c = loaded.config;
+  const conns = [...loaded.connections.values()].map((x) => `${x.name} (${x.environment})`).join(', ');
+  console.log(`${opts.config}: ok — ${loaded.connections.size} connection(s): ${conns}; ${c.users.length} user(s); PostgreSQL listener ${c.listeners.postgres.host}:${c.listeners.postgres.port}${c.listeners.http ? `; HTTP ${c.listeners.http.host}:${c.listeners.http.port}` : ''}`);
+}
+
+async function userAdd(name: string, opts: { config: string; groups?: string; kind: string; passwordStdin?: boolean }): Promise<void> {
+  if (!['human', 'agent', 'service'].includes(opts.kind)) throw new UsageError(`--kind: expected human, agent or service, got "${opts.kind}"`);
+  const text = readFileSync(opts.config, 'utf8');
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) throw new ConfigError(`${opts.config}: invalid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+  const password = await readSecret(`Password for ${name}: `);
+  if (password.length === 0) throw new UsageError('the password is empty');
+  let users = doc.get('users');
+  if (!(users instanceof YAMLSeq)) {
+    users = doc.createNode([]);
+    doc.set('users', users);
+  }
+  const seq = users as YAMLSeq;
+  const entry = { name, password: createVerifier(password), kind: opts.kind, groups: opts.groups ? opts.groups.split(',').map((g) => g.trim()).filter(Boolean) : [] };
+  const at = seq.items.findIndex((u) => (u as { get?: (k: string) => unknown }).get?.('name') === name);
+  if (at >= 0) seq.items[at] = doc.createNode(entry);
+  else seq.items.push(doc.createNode(entry));
+  const next = doc.toString();
+  // Validate before writing: never leave a broken file behind.
+  const { parseConfig } = await import('../config/load.js');
+  parseConfig(next, opts.config);
+  writeFileSync(opts.config, next);
+  console.log(`${at >= 0 ? 'updated' : 'added'} user "${name}" in ${opts.config} (only a SCRAM-SHA-256 verifier is stored)`);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('gatehouse')
+    .description('Identity-aware governance proxy for databases')
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('serve')
+    .description('run the proxy')
+    .requiredOption('-c, --config <file>', 'configuration file')
+    .option('-w, --workers <n>', 'worker processes ("auto" = one per core); overrides server.workers')
+    .addOption(new (await import('commander')).Option('--worker').hideHelp())
+    .action(serve);
+
+  program.command('check').description('validate a configuration file').requiredOption('-c, --config <file>', 'configuration file').action(check);
+
+  const user = program.command('user').description('manage local users');
+  user
+    .command('add <name>')
+    .description('add or update a local user; the password is read from stdin (or prompted) and stored only as a SCRAM-SHA-256 verifier')
+    .requiredOption('-c, --config <file>', 'configuration file to update')
+    .option('-g, --groups <list>', 'comma-separated groups')
+    .option('-k, --kind <kind>', 'human, agent or service', 'human')
+    .action(userAdd);
+  user
+    .command('verifier')
+    .description('print the SCRAM-SHA-256 verifier of a password read from stdin')
+    .action(async () => console.log(createVerifier(await readSecret('Password: '))));
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof GatehouseError || err instanceof UsageError) {
+      process.stderr.write(`gatehouse: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * The configuration schema: one YAML file, validated once at load. Every key is documented in
+ * docs/configuration.md. Durations are numbers of seconds or strings such as "500ms", "30s", "10m", "8h".
+ */
+import { z } from 'zod';
+
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration, normalized to milliseconds. */
+export const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return Math.round(v * 1000);
+  const m = DURATION.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration such as "30s", "10m" or "500ms", got "${v}"` });
+    return z.NEVER;
+  }
+  return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
+});
+
+const port = z.number().int().min(0).max(65535);
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
+const listenerTls = z
+  .object({
+    cert: z.string().describe('PEM certificate chain file'),
+    key: z.string().describe('PEM private key file'),
+    /** optional: TLS offered; required: plaintext refused. */
+    mode: z.enum(['optional', 'required']).default('optional'),
+  })
+  .strict();
+
+const postgresListener = z
+  .object({
+    host: z.string().default('127.0.0.1'),
+    port: port.default(6432),
+    tls: listenerTls.optional(),
+    /** Accept cleartext password exchanges from loopback clients without TLS. */
+    allow_cleartext_from_loopback: z.boolean().default(false),
+    /** Largest statement (Query/Parse) or other inspected message, in bytes. */
+    max_message_bytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+    /** Most concurrent client connections per process. */
+    max_connections: z.number().int().min(1).default(10000),
+    /** Time allowed for startup and authentication. */
+    handshake_timeout: duration.default(15_000),
+  })
+  .strict();
+
+const httpListener = z
+  .object({
+    host: z.string().default('127.0.0.1'),
+    port: port.default(8080),
+  })
+  .strict();
+
+const upstreamTls = z
+  .object({
+    /** disable | prefer (TLS if offered) | require | verify-ca | verify-full, as libpq's sslmode. */
+    mode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).default('disable'),
+    ca: z.string().optional(),
+    servername: z.string().optional(),
+  })
+  .strict();
+
+const upstream = z
+  .object({
+    host: z.string(),
+    port: port.default(5432),
+    database: z.string(),
+    user: z.string(),
+    /** Password from an environment variable (preferred), a file, or interpolated text. */
+    password_env: z.string().optional(),
+    password_file: z.string().optional(),
+    password: z.string().optional(),
+    tls: upstreamTls.default({ mode: 'disable' }),
+    connect_timeout: duration.default(10_000),
+  })
+  .strict()
+  .refine((u) => [u.password_env, u.password_file, u.password].filter((x) => x !== undefined).length <= 1, {
+    message: 'give at most one of password_env, password_file and password',
+  });
+
+const connection = z
+  .object({
+    name: z.string().regex(NAME, 'expected a name of letters, digits, "_", "." and "-"'),
+    engine: z.enum(['postgres']).default('postgres'),
+    environment: z.string().default('development'),
+    labels: z.record(z.string(), z.string()).default({}),
+    upstream,
+  })
+  .strict();
+
+const user = z
+  .object({
+    name: z.string().min(1),
+    /** A SCRAM-SHA-256 verifier as made by `gatehouse user add`; never a plain password. */
+    password: z.string().regex(/^SCRAM-SHA-256\$/, 'expected a SCRAM-SHA-256 verifier (see `gatehouse user add`), not a plain password'),
+    kind: z.enum(['human', 'agent', 'service']).default('human'),
+    groups: z.array(z.string()).default([]),
+    attributes: z.record(z.string(), z.string()).default({}),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    listeners: z
+      .object({
+        postgres: postgresListener.default(postgresListener.parse({})),
+        http: httpListener.optional(),
+      })
+      .strict()
+      .default({ postgres: postgresListener.parse({}) }),
+    connections: z.array(connection).min(1, 'expected at least one connection'),
+    users: z.array(user).default([]),
+    state: z
+      .object({
+        /** Directory of the embedded state (store, keys); relative paths are from the working directory. */
+        dir: z.string().default('.gatehouse'),
+      })
+      .strict()
+      .default({ dir: '.gatehouse' }),
+    log: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        /** One structured line per statement. */
+        statements: z.boolean().default(true),
+      })
+      .strict()
+      .default({ level: 'info', statements: true }),
+    server: z
+      .object({
+        /** Worker processes sharing the listeners; "auto" = one per core. */
+        workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
+        /** How long SIGTERM waits for in-flight statements before closing sessions. */
+        shutdown_timeout: duration.default(30_000),
+        /** Node identifier in logs and (later) audit events; defaults to the host name. */
+        node_id: z.string().optional(),
+      })
+      .strict()
+      .default({ workers: 1, shutdown_timeout: 30_000 }),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.connections.forEach((conn, i) => {
+      if (seen.has(conn.name)) ctx.addIssue({ code: 'custom', path: ['connections', i, 'name'], message: `duplicate connection name "${conn.name}"` });
+      seen.add(conn.name);
+    });
+    const users = new Set<string>();
+    c.users.forEach((u, i) => {
+      if (users.has(u.name)) ctx.addIssue({ code: 'custom', path: ['users', i, 'name'], message: `duplicate user name "${u.name}"` });
+      users.add(u.name);
+    });
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type ConnectionConfig = Config['connections'][number];
+export type UserConfig = Config['users'][number];
+export type UpstreamConfig = ConnectionConfig['upstream'];

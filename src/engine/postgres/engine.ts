@@ -1,0 +1,227 @@
+/**
+ * The PostgreSQL engine: drives one client/upstream pair from the first byte to the close.
+ * handshake (frontend.ts) -> upstream session (upstream.ts) -> AuthenticationOk, parameters,
+ * Gatehouse's cancel key, ReadyForQuery -> relay (relay.ts).
+ */
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { LoadedConfig } from '../../config/load.js';
+import { GatehouseError, ShuttingDown, TooManyConnections } from '../../errors.js';
+import type { ProxyMetrics } from '../../http/metrics.js';
+import type { LocalUsers } from '../../identity/local-users.js';
+import { TxStatus, messages } from '../../protocol/postgres/index.js';
+import type { Pipeline } from '../../session/pipeline.js';
+import type { SessionInfo } from '../../session/types.js';
+import { CancelRegistry, sendUpstreamCancel, workerOfPid } from './cancel.js';
+import { acceptClient, HandshakeError } from './frontend.js';
+import { PgRelay } from './relay.js';
+import { connectUpstream } from './upstream.js';
+
+export interface EngineContext {
+  readonly config: LoadedConfig;
+  readonly users: LocalUsers;
+  readonly pipeline: Pipeline;
+  readonly logger: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly nodeId: string;
+  readonly workerIndex: number;
+  /** Route a cancel whose key belongs to another worker (cluster mode). */
+  readonly forwardCancel?: (worker: number, pid: number, secret: number) => void;
+}
+
+export class PostgresEngine {
+  readonly #ctx: EngineContext;
+  readonly #cancels: CancelRegistry;
+  readonly #relays = new Set<PgRelay>();
+  /** Sockets still in the handshake. */
+  readonly #handshaking = new Set<Socket>();
+  #sessionCounter = 0;
+  #draining = false;
+
+  constructor(ctx: EngineContext) {
+    this.#ctx = ctx;
+    this.#cancels = new CancelRegistry(ctx.workerIndex);
+  }
+
+  /** Open sessions plus connections in their handshake. */
+  get connectionCount(): number {
+    return this.#relays.size + this.#handshaking.size;
+  }
+
+  /** Serve one accepted client socket. Never throws. */
+  handleConnection(socket: Socket): void {
+    socket.setNoDelay(true);
+    const { config, metrics } = this.#ctx;
+    const listener = config.config.listeners.postgres;
+    if (this.#draining) {
+      this.sendError(socket, new ShuttingDown('the server is shutting down'));
+      return;
+    }
+    if (this.connectionCount >= listener.max_connections) {
+      metrics.connectionsTotal.labels('rejected').inc();
+      this.sendError(socket, new TooManyConnections(`too many connections (listeners.postgres.max_connections is ${listener.max_connections})`));
+      return;
+    }
+    this.#handshaking.add(socket);
+    const timer = setTimeout(() => {
+      this.#ctx.logger.info({ client: socket.remoteAddress }, 'handshake timed out');
+      socket.destroy();
+    }, listener.handshake_timeout);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.#handshaking.delete(socket);
+    });
+    socket.on('error', () => {}); // reported through the handshake or the relay
+    this.#serve(socket, timer).catch((err: unknown) => {
+      this.#ctx.logger.error({ err }, 'unexpected failure serving a connection');
+      socket.destroy();
+    });
+  }
+
+  async #serve(raw: Socket, timer: NodeJS.Timeout): Promise<void> {
+    const { config, users, logger, metrics, pipeline } = this.#ctx;
+    const listener = config.config.listeners.postgres;
+    let hs;
+    try {
+      hs = await acceptClient(raw, {
+        tls: config.listenerTls,
+        tlsRequired: listener.tls?.mode === 'required',
+        users,
+        connections: config.connections,
+        onCancel: (pid, secret) => this.cancel(pid, secret),
+      });
+    } catch (err) {
+      clearTimeout(timer);
+      const e = err instanceof HandshakeError ? err : new HandshakeError(null, raw);
+      metrics.connectionsTotal.labels(e.error?.sqlstate === '28P01' ? 'auth_failed' : 'refused').inc();
+      if (e.error) {
+        if (e.error.sqlstate === '28P01') metrics.errorsTotal.labels('auth').inc();
+        else if (e.error.sqlstate === '08P01') metrics.errorsTotal.labels('protocol').inc();
+        logger.info({ client: raw.remoteAddress, code: e.error.code, reason: e.error.message }, 'connection refused');
+        this.sendError(e.socket, e.error);
+      } else {
+        e.socket.destroy();
+      }
+      return;
+    }
+    if (hs.kind === 'cancel') {
+      clearTimeout(timer);
+      raw.end();
+      return;
+    }
+    const { socket, connection, identity, params } = hs;
+
+    const t0 = performance.now();
+    let upstream;
+    try {
+      upstream = await connectUpstream(connection, params);
+    } catch (err) {
+      clearTimeout(timer);
+      metrics.connectionsTotal.labels('upstream_unavailable').inc();
+      metrics.errorsTotal.labels('upstream_connect').inc();
+      const e = err as GatehouseError;
+      logger.warn({ connection: connection.name, user: identity.name, reason: e.message }, 'upstream connection failed');
+      this.sendError(socket, e);
+      return;
+    }
+    metrics.upstreamConnectSeconds.labels(connection.name).observe((performance.now() - t0) / 1000);
+    clearTimeout(timer);
+    this.#handshaking.delete(raw);
+    if (socket.destroyed) {
+      upstream.socket.destroy();
+      return;
+    }
+
+    const key = this.#cancels.register({
+      host: connection.upstream.host,
+      port: connection.upstream.port,
+      pid: upstream.backendPid,
+      secret: upstream.backendSecret,
+    });
+    const session: SessionInfo = {
+      id: `${this.#ctx.nodeId}-${this.#ctx.workerIndex}-${++this.#sessionCounter}`,
+      identity,
+      connection,
+      client: { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0, tls: hs.tls },
+      applicationName: params.get('application_name') ?? '',
+      txState: 'idle',
+      startedAt: Date.now(),
+    };
+    // AuthenticationOk, the upstream's parameters, our cancel key, ReadyForQuery: one write.
+    socket.cork();
+    for (const b of hs.pending) socket.write(b);
+    socket.write(messages.AUTH_OK);
+    for (const f of upstream.parameterFrames) socket.write(f);
+    socket.write(messages.backendKeyData(key.pid, key.secret));
+    socket.write(messages.readyForQuery(TxStatus.Idle));
+    socket.uncork();
+    metrics.connectionsTotal.labels('ok').inc();
+
+    const relay = new PgRelay({
+      session,
+      pipeline,
+      client: socket,
+      upstream: upstream.socket,
+      maxMessageBytes: listener.max_message_bytes,
+      logger,
+      onBytes: metrics.onBytes,
+      onClose: (reason) => {
+        this.#relays.delete(relay);
+        this.#cancels.release(key.pid);
+        pipeline.sessionEnd?.(session, reason);
+      },
+    });
+    this.#relays.add(relay);
+    pipeline.sessionStart?.(session);
+    relay.start(hs.leftover, upstream.leftover);
+    if (this.#draining) relay.drain();
+  }
+
+  /** A CancelRequest with one of our keys: route it to the upstream backend. */
+  cancel(pid: number, secret: number): void {
+    const worker = workerOfPid(pid);
+    if (worker !== this.#ctx.workerIndex) {
+      this.#ctx.forwardCancel?.(worker, pid, secret);
+      return;
+    }
+    const upstream = this.#cancels.lookup(pid, secret);
+    if (!upstream) {
+      this.#ctx.logger.info({ pid }, 'cancel request with an unknown key ignored');
+      return;
+    }
+    void sendUpstreamCancel(upstream);
+  }
+
+  /** Report an error on a socket that is not relaying, then close it. */
+  sendError(socket: Socket, err: GatehouseError): void {
+    if (socket.destroyed) return;
+    socket.end(
+      messages.errorResponse({
+        severity: 'FATAL',
+        code: err.sqlstate,
+        message: err.message,
+        detail: err.detail,
+        hint: err.hint,
+      }),
+    );
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  /** Stop taking sessions; close each once it is idle. */
+  drain(): void {
+    this.#draining = true;
+    for (const s of this.#handshaking) s.destroy();
+    for (const r of this.#relays) r.drain();
+  }
+
+  /** Close every session now (after the shutdown deadline). */
+  closeAll(): void {
+    for (const r of this.#relays) r.terminate(new ShuttingDown('terminating connection due to administrator command (shutdown deadline reached)'));
+    for (const s of this.#handshaking) s.destroy();
+  }
+
+  get sessionCount(): number {
+    return this.#relays.size;
+  }
+}

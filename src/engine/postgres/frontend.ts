@@ -1,0 +1,178 @@
+/**
+ * The client side of the handshake: SSLRequest / GSSENCRequest / CancelRequest / StartupMessage,
+ * TLS upgrade, SCRAM-SHA-256 authentication against local users, choice of the connection by
+ * the startup `database`. Ends once the client is authenticated; the caller then opens the
+ * upstream session and sends AuthenticationOk.
+ * https://www.postgresql.org/docs/current/protocol-flow.html
+ */
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { ResolvedConnection } from '../../config/load.js';
+import { AuthenticationFailed, ConnectionRefused, GatehouseError, ProtocolViolation, UnknownConnection } from '../../errors.js';
+import type { Identity } from '../../identity/identity.js';
+import type { LocalUsers } from '../../identity/local-users.js';
+import { ScramError, ScramServer, SCRAM_MECHANISM } from '../../identity/scram.js';
+import { BufferReader, FrontendCode, parseStartupParams, ProtocolError, StartupCode, messages } from '../../protocol/postgres/index.js';
+import { SocketReader } from './socket-io.js';
+
+export interface FrontendOptions {
+  readonly tls: SecureContext | undefined;
+  readonly tlsRequired: boolean;
+  readonly users: LocalUsers;
+  readonly connections: ReadonlyMap<string, ResolvedConnection>;
+  /** A CancelRequest arrived: forward it if the key is ours. */
+  readonly onCancel: (pid: number, secret: number) => void;
+}
+
+export type FrontendResult =
+  | { readonly kind: 'cancel' }
+  | {
+      readonly kind: 'session';
+      readonly socket: Socket;
+      readonly tls: boolean;
+      readonly params: Map<string, string>;
+      readonly identity: Identity;
+      readonly connection: ResolvedConnection;
+      /** SASLFinal (and anything else) to send before AuthenticationOk. */
+      readonly pending: Buffer[];
+      /** Bytes the client sent after its last handshake message. */
+      readonly leftover: Buffer;
+    };
+
+/** Newest protocol minor version spoken: 3.0. */
+const PROTOCOL_MINOR = 0;
+
+export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<FrontendResult> {
+  let socket: Socket = raw;
+  let io = new SocketReader(socket);
+  let tls = false;
+  const r = new BufferReader();
+  try {
+    // 1. Untagged first packets until the StartupMessage.
+    let params: Map<string, string>;
+    let unsupportedOptions: string[] = [];
+    let requestedMinor = 0;
+    for (;;) {
+      const body = await io.next((h) => h.nextUntagged());
+      r.setBuffer(body);
+      const code = r.int32();
+      if (code === StartupCode.SSLRequest) {
+        if (tls) throw new ProtocolViolation('SSLRequest received on a TLS connection');
+        // Bytes already buffered after SSLRequest would be plaintext smuggled ahead of the TLS
+        // handshake (CVE-2021-23222 class): refuse.
+        if (io.reader.buffered > 0) throw new ProtocolViolation('unexpected data after SSLRequest');
+        if (!opts.tls) {
+          socket.write(messages.SSL_REFUSE);
+          continue;
+        }
+        io.detach();
+        socket.write(messages.SSL_ACCEPT);
+        socket = await upgrade(socket, opts.tls);
+        tls = true;
+        io = new SocketReader(socket);
+        continue;
+      }
+      if (code === StartupCode.GSSENCRequest) {
+        if (io.reader.buffered > 0) throw new ProtocolViolation('unexpected data after GSSENCRequest');
+        socket.write(messages.SSL_REFUSE); // 'N': GSSAPI encryption is not supported
+        continue;
+      }
+      if (code === StartupCode.CancelRequest) {
+        if (body.length !== 12) throw new ProtocolViolation('invalid CancelRequest length');
+        opts.onCancel(r.int32(), r.int32());
+        return { kind: 'cancel' };
+      }
+      const major = code >>> 16;
+      if (major !== 3) throw new ProtocolViolation(`unsupported frontend protocol ${major}.${code & 0xffff}: server supports 3.0`);
+      requestedMinor = code & 0xffff;
+      params = parseStartupParams(body, 4);
+      unsupportedOptions = [...params.keys()].filter((k) => k.startsWith('_pq_.'));
+      break;
+    }
+
+    if (opts.tlsRequired && !tls) {
+      throw new ConnectionRefused('TLS is required by this listener (listeners.postgres.tls.mode: required)', {
+        hint: 'connect with sslmode=require',
+      });
+    }
+    const user = params.get('user');
+    if (!user) throw new ConnectionRefused('no PostgreSQL user name specified in startup packet');
+    if (params.has('replication') && params.get('replication') !== 'false' && params.get('replication') !== '0') {
+      throw new ConnectionRefused('replication connections are not supported through Gatehouse');
+    }
+    const database = params.get('database') || user;
+    if (requestedMinor > PROTOCOL_MINOR || unsupportedOptions.length > 0) {
+      socket.write(messages.negotiateProtocolVersion(PROTOCOL_MINOR, unsupportedOptions));
+    }
+
+    // 2. SCRAM-SHA-256 against the local users (a decoy verifier for unknown names).
+    const scram = new ScramServer(opts.users.verifierFor(user));
+    socket.write(messages.AUTH_SASL_SCRAM);
+    const initial = await io.next((h) => h.next());
+    if (initial.tag !== FrontendCode.Password) throw new ProtocolViolation(`expected SASLInitialResponse, got message type 0x${initial.tag.toString(16)}`);
+    r.setBuffer(initial.body);
+    const mechanism = r.cstring();
+    if (mechanism !== SCRAM_MECHANISM) throw new AuthenticationFailed(`SASL mechanism "${mechanism}" is not supported; use SCRAM-SHA-256`);
+    const len = r.int32();
+    const clientFirst = r.bytes(len).toString('utf8');
+    let serverFinal: string;
+    try {
+      socket.write(messages.authSaslContinue(scram.first(clientFirst)));
+      const response = await io.next((h) => h.next());
+      if (response.tag !== FrontendCode.Password) throw new ProtocolViolation('expected SASLResponse');
+      serverFinal = scram.final(response.body.toString('utf8'));
+    } catch (err) {
+      if (err instanceof ScramError) throw new AuthenticationFailed(`password authentication failed for user "${user}"`);
+      throw err;
+    }
+    const local = opts.users.get(user);
+    if (!local) throw new AuthenticationFailed(`password authentication failed for user "${user}"`);
+
+    // 3. The connection named by the startup database.
+    const connection = opts.connections.get(database);
+    if (!connection) throw new UnknownConnection(`database "${database}" is not a Gatehouse connection`);
+
+    io.detach();
+    return {
+      kind: 'session',
+      socket,
+      tls,
+      params,
+      identity: local.identity,
+      connection,
+      pending: [messages.authSaslFinal(serverFinal)],
+      leftover: io.reader.takeRest(),
+    };
+  } catch (err) {
+    io.detach();
+    throw asGatehouseError(err, socket);
+  }
+}
+
+/** Errors of the handshake, with the socket they should be reported on (it may be TLS now). */
+export class HandshakeError extends Error {
+  constructor(
+    readonly error: GatehouseError | null,
+    readonly socket: Socket,
+  ) {
+    super(error?.message ?? 'client went away during the handshake');
+  }
+}
+
+function asGatehouseError(err: unknown, socket: Socket): HandshakeError {
+  if (err instanceof GatehouseError) return new HandshakeError(err, socket);
+  if (err instanceof ProtocolError) return new HandshakeError(new ProtocolViolation(err.message), socket);
+  return new HandshakeError(null, socket);
+}
+
+function upgrade(socket: Socket, context: SecureContext): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const t = new TLSSocket(socket, { isServer: true, secureContext: context });
+    const onError = (err: Error): void => reject(err);
+    t.once('error', onError);
+    t.once('secure', () => {
+      t.off('error', onError);
+      resolve(t);
+    });
+  });
+}

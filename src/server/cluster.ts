@@ -1,0 +1,112 @@
+/**
+ * Multi-core mode: the primary forks workers that share the PostgreSQL listener (node:cluster
+ * hands accepted sockets to workers round-robin) and serves HTTP itself, aggregating the
+ * workers' metrics. Cancel requests are routed to the worker that issued the key: the worker
+ * index is encoded in the key's pid.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import type { Server as HttpServer } from 'node:http';
+import type { LoadedConfig } from '../config/load.js';
+import { createHttpServer } from '../http/server.js';
+import { createLogger } from './logger.js';
+import { startNode } from './node.js';
+
+interface CancelMessage {
+  type: 'gatehouse:cancel';
+  worker: number;
+  pid: number;
+  secret: number;
+}
+interface ReadyMessage {
+  type: 'gatehouse:ready';
+}
+type ClusterMessage = CancelMessage | ReadyMessage;
+
+function isMessage(m: unknown): m is ClusterMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string' && (m as { type: string }).type.startsWith('gatehouse:');
+}
+
+/** Run the primary: fork `workers` processes and supervise them. Resolves when all have exited after SIGTERM. */
+export async function runPrimary(loaded: LoadedConfig, workers: number, configFile: string): Promise<void> {
+  const { config } = loaded;
+  const logger = createLogger(config.log.level, { node: config.server.node_id, role: 'primary' });
+  const aggregator = new AggregatorRegistry();
+  const byIndex = new Map<number, Worker>();
+  const readyWorkers = new Set<number>();
+  let stopping = false;
+
+  cluster.setupPrimary({ args: ['serve', '--config', configFile, '--worker'] });
+  const fork = (index: number): void => {
+    const w = cluster.fork({ GATEHOUSE_WORKER_INDEX: String(index) });
+    byIndex.set(index, w);
+    w.on('message', (m: unknown) => {
+      if (!isMessage(m)) return;
+      if (m.type === 'gatehouse:ready') readyWorkers.add(index);
+      else if (m.type === 'gatehouse:cancel') byIndex.get(m.worker)?.send(m);
+    });
+    w.on('exit', (code, signal) => {
+      readyWorkers.delete(index);
+      byIndex.delete(index);
+      if (!stopping) {
+        logger.error({ worker: index, code, signal }, 'worker exited unexpectedly; restarting it');
+        setTimeout(() => fork(index), 500);
+      }
+    });
+  };
+  for (let i = 0; i < workers; i++) fork(i);
+
+  let http: HttpServer | undefined;
+  if (config.listeners.http) {
+    http = createHttpServer({
+      ready: () => readyWorkers.size === workers,
+      metrics: async () => ({ contentType: aggregator.contentType, body: await (await aggregator.clusterMetrics()) }),
+    });
+    await new Promise<void>((resolve, reject) => {
+      http!.once('error', reject);
+      http!.listen(config.listeners.http!.port, config.listeners.http!.host, () => resolve());
+    });
+  }
+  logger.info({ event: 'cluster_started', workers }, `started ${workers} workers`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ event: 'shutdown' }, 'shutting down workers');
+      for (const w of byIndex.values()) w.process.kill('SIGTERM');
+      const check = setInterval(() => {
+        if (byIndex.size === 0) {
+          clearInterval(check);
+          resolve();
+        }
+      }, 50);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  http?.closeAllConnections();
+  http?.close();
+  logger.info({ event: 'stopped' }, 'Gatehouse stopped');
+  logger.flush();
+}
+
+/** Run one worker (called in the forked process). */
+export async function runWorker(loaded: LoadedConfig): Promise<void> {
+  const index = Number(process.env.GATEHOUSE_WORKER_INDEX ?? 0);
+  const node = await startNode(loaded, {
+    workerIndex: index,
+    http: false,
+    forwardCancel: (worker, pid, secret) => process.send?.({ type: 'gatehouse:cancel', worker, pid, secret } satisfies CancelMessage),
+  });
+  AggregatorRegistry.setRegistries([node.metrics.registry]);
+  process.on('message', (m: unknown) => {
+    if (isMessage(m) && m.type === 'gatehouse:cancel') node.engine.cancel(m.pid, m.secret);
+  });
+  process.send?.({ type: 'gatehouse:ready' } satisfies ReadyMessage);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => void node.shutdown().then(resolve);
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', () => {}); // the primary decides; Ctrl-C reaches the whole group
+  });
+}

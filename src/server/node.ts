@@ -1,0 +1,114 @@
+/**
+ * One Gatehouse node process (or one worker of a cluster): builds the pipeline, the engine and
+ * the listeners from a loaded configuration, and knows how to shut down gracefully.
+ */
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { LoadedConfig } from '../config/load.js';
+import { PostgresEngine } from '../engine/postgres/engine.js';
+import { createHttpServer } from '../http/server.js';
+import { ProxyMetrics } from '../http/metrics.js';
+import { LocalUsers } from '../identity/local-users.js';
+import { createPipeline, type PipelinePlugin } from '../session/pipeline.js';
+import { statementLog } from '../session/statement-log.js';
+import { createLogger } from './logger.js';
+
+export interface NodeOptions {
+  readonly logger?: Logger;
+  readonly workerIndex?: number;
+  /** Whether this process runs the HTTP listener (false in cluster workers). */
+  readonly http?: boolean;
+  /** Extra pipeline stages (tests). */
+  readonly plugins?: readonly PipelinePlugin[];
+  /** Share the listener through node:cluster (workers). */
+  readonly forwardCancel?: (worker: number, pid: number, secret: number) => void;
+}
+
+export interface GatehouseNode {
+  readonly logger: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly engine: PostgresEngine;
+  /** Bound PostgreSQL port. */
+  readonly pgPort: number;
+  /** Bound HTTP port, if any. */
+  readonly httpPort: number | undefined;
+  /** Stop accepting, let in-flight work finish up to the configured deadline, close. */
+  shutdown(): Promise<void>;
+}
+
+function listen(server: Server | HttpServer, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: false }, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): Promise<GatehouseNode> {
+  const { config } = loaded;
+  const nodeId = config.server.node_id ?? hostname();
+  const workerIndex = opts.workerIndex ?? 0;
+  const logger = opts.logger ?? createLogger(config.log.level, { node: nodeId, worker: workerIndex });
+  const metrics = new ProxyMetrics();
+  const plugins: PipelinePlugin[] = [...(opts.plugins ?? []), metrics.plugin()];
+  if (config.log.statements) plugins.push(statementLog(logger));
+  const pipeline = createPipeline(plugins);
+  const users = new LocalUsers(config.users, loaded.file);
+  const engine = new PostgresEngine({
+    config: loaded,
+    users,
+    pipeline,
+    logger,
+    metrics,
+    nodeId,
+    workerIndex,
+    forwardCancel: opts.forwardCancel,
+  });
+
+  const pgServer = createServer({ noDelay: true }, (socket) => engine.handleConnection(socket));
+  pgServer.on('error', (err) => logger.error({ err }, 'PostgreSQL listener error'));
+  const pgListener = config.listeners.postgres;
+  let ready = false;
+  const pgPort = await listen(pgServer, pgListener.host, pgListener.port);
+
+  let httpServer: HttpServer | undefined;
+  let httpPort: number | undefined;
+  if (opts.http !== false && config.listeners.http) {
+    httpServer = createHttpServer({
+      ready: () => ready,
+      metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    });
+    httpPort = await listen(httpServer, config.listeners.http.host, config.listeners.http.port);
+  }
+  ready = true;
+  logger.info({ event: 'listening', postgres: `${pgListener.host}:${pgPort}`, http: httpPort === undefined ? undefined : `${config.listeners.http!.host}:${httpPort}`, connections: [...loaded.connections.keys()] }, 'Gatehouse is ready');
+
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = (): Promise<void> =>
+    (shuttingDown ??= (async () => {
+      ready = false;
+      logger.info({ event: 'shutdown', sessions: engine.sessionCount, timeout_ms: config.server.shutdown_timeout }, 'shutting down: no new connections, waiting for in-flight statements');
+      const closed = new Promise<void>((resolve) => pgServer.close(() => resolve()));
+      engine.drain();
+      const deadline = Date.now() + config.server.shutdown_timeout;
+      while (engine.connectionCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      if (engine.connectionCount > 0) {
+        logger.warn({ sessions: engine.connectionCount }, 'shutdown deadline reached: closing remaining sessions');
+        engine.closeAll();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await closed;
+      if (httpServer) {
+        httpServer.closeAllConnections();
+        await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
+      }
+      logger.info({ event: 'stopped' }, 'Gatehouse stopped');
+      logger.flush();
+    })());
+
+  return { logger, metrics, engine, pgPort, httpPort, shutdown };
+}

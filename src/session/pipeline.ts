@@ -1,0 +1,99 @@
+/**
+ * The statement pipeline: the interception points every engine calls. Stages are declared as
+ * plugins; `createPipeline` composes them once, at start, into one function per phase, and a
+ * phase no plugin uses is `null` so the engine skips it entirely on the hot path.
+ *
+ * Phases, in order for each statement:
+ *   decide   before the statement reaches the database -> Decision (sync, or a promise when a
+ *            stage must wait, e.g. for an approval)
+ *   result   when the result's columns are known -> RowTransform | null (masking)
+ *   complete when the execution finished (rows, duration, error) -> audit, logs, metrics
+ *   sessionStart / sessionEnd
+ */
+import { ALLOW, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from './types.js';
+
+/** The names of the phases, in order. */
+export const PHASES = ['sessionStart', 'decide', 'result', 'complete', 'sessionEnd'] as const;
+
+export interface PipelinePlugin {
+  /** Name, for logs and errors. */
+  readonly name: string;
+  sessionStart?(session: SessionInfo): void;
+  /** Decide on a statement; return undefined to abstain. The first deny wins. */
+  decide?(session: SessionInfo, statement: Statement): Decision | undefined | Promise<Decision | undefined>;
+  /** A row transform for this result, or null for none. */
+  result?(session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]): RowTransform | null;
+  complete?(session: SessionInfo, execution: Execution): void;
+  sessionEnd?(session: SessionInfo, reason: string): void;
+}
+
+export interface Pipeline {
+  readonly sessionStart: ((session: SessionInfo) => void) | null;
+  readonly decide: ((session: SessionInfo, statement: Statement) => Decision | Promise<Decision>) | null;
+  readonly result: ((session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]) => RowTransform | null) | null;
+  readonly complete: ((session: SessionInfo, execution: Execution) => void) | null;
+  readonly sessionEnd: ((session: SessionInfo, reason: string) => void) | null;
+}
+
+function isPromise<T>(v: unknown): v is Promise<T> {
+  return v !== null && typeof v === 'object' && typeof (v as Promise<T>).then === 'function';
+}
+
+/** Compose plugins into the pipeline. Done once; plugins cannot be added afterwards. */
+export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
+  const starts = plugins.filter((p) => p.sessionStart).map((p) => p.sessionStart!.bind(p));
+  const deciders = plugins.filter((p) => p.decide).map((p) => p.decide!.bind(p));
+  const results = plugins.filter((p) => p.result).map((p) => p.result!.bind(p));
+  const completes = plugins.filter((p) => p.complete).map((p) => p.complete!.bind(p));
+  const ends = plugins.filter((p) => p.sessionEnd).map((p) => p.sessionEnd!.bind(p));
+
+  const decide =
+    deciders.length === 0
+      ? null
+      : (session: SessionInfo, statement: Statement): Decision | Promise<Decision> => {
+          // Runs deciders in order without awaiting the synchronous ones; the first deny wins.
+          let last: Decision = ALLOW;
+          const step = (i: number): Decision | Promise<Decision> => {
+            for (; i < deciders.length; i++) {
+              const d = deciders[i]!(session, statement);
+              if (d === undefined) continue;
+              if (isPromise<Decision | undefined>(d)) {
+                const next = i + 1;
+                return d.then((r) => {
+                  if (r?.action === 'deny') return r;
+                  if (r) last = r;
+                  return step(next);
+                });
+              }
+              if (d.action === 'deny') return d;
+              last = d;
+            }
+            return last;
+          };
+          return step(0);
+        };
+
+  const result =
+    results.length === 0
+      ? null
+      : (session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]): RowTransform | null => {
+          const chosen: RowTransform[] = [];
+          for (const r of results) {
+            const t = r(session, execution, columns);
+            if (t) chosen.push(t);
+          }
+          if (chosen.length <= 1) return chosen[0] ?? null;
+          return (values, cols) => {
+            for (const t of chosen) values = t(values, cols);
+            return values;
+          };
+        };
+
+  return {
+    sessionStart: starts.length === 0 ? null : (s) => starts.forEach((f) => f(s)),
+    decide,
+    result,
+    complete: completes.length === 0 ? null : completes.length === 1 ? completes[0]! : (s, e) => completes.forEach((f) => f(s, e)),
+    sessionEnd: ends.length === 0 ? null : (s, r) => ends.forEach((f) => f(s, r)),
+  };
+}
