@@ -74,7 +74,8 @@ async function negotiateTls(conn: ResolvedConnection, socket: Socket): Promise<S
       servername: conn.upstream.tls.servername ?? (isIp(conn.upstream.host) ? undefined : conn.upstream.host),
       ca: conn.upstreamCa,
       rejectUnauthorized: verify,
-      checkServerIdentity: mode === 'verify-ca' ? () => undefined : undefined,
+      // verify-ca checks the chain but not the host name (libpq semantics).
+      ...(mode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
       minVersion: 'TLSv1.2',
     });
     t.once('secureConnect', () => resolve(t));
