@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { configSchema, type Config, type ConnectionConfig } from './schema.js';
@@ -50,13 +50,20 @@ const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$\{/g;
 /** Replace `${VAR}` / `${VAR:-default}` in every string value; `$${` escapes a literal `${`. */
 export function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string, path: PropertyKey[] = []): unknown {
   if (typeof value === 'string') {
-    return value.replace(VAR, (match, name: string | undefined, fallback: string | undefined) => {
+    // A value that is exactly one ${VAR} takes the type YAML would give the text: `port: ${PGPORT}` is a number.
+    const whole = /^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$/.test(value);
+    const out = value.replace(VAR, (match, name: string | undefined, fallback: string | undefined) => {
       if (match === '$${') return '${';
       const v = env[name!];
       if (v !== undefined && v !== '') return v;
       if (fallback !== undefined) return fallback;
       return fail(file, path, `environment variable ${name} is not set (write \${${name}:-default} for a default)`);
     });
+    if (whole) {
+      if (/^-?\d+(?:\.\d+)?$/.test(out)) return Number(out);
+      if (out === 'true' || out === 'false') return out === 'true';
+    }
+    return out;
   }
   if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, file, [...path, i]));
   if (value !== null && typeof value === 'object') {
@@ -77,11 +84,12 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 
 /** Parse and validate configuration text (no file access besides what it references). */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
-  const doc = parseDocument(text, { prettyErrors: false });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, lineCounter });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
-    const where = e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : 'YAML';
-    throw new ConfigError(`${file}: ${where}: invalid YAML: ${e.message.split('\n')[0]}`);
+    const pos = lineCounter.linePos(e.pos[0]);
+    throw new ConfigError(`${file}: line ${pos.line}, column ${pos.col}: invalid YAML: ${e.message.split('\n')[0]}`);
   }
   const raw = doc.toJS() ?? {};
   if (typeof raw !== 'object' || Array.isArray(raw)) fail(file, [], 'expected a mapping of keys (listeners, connections, users, ...)');

@@ -7,6 +7,7 @@
  * https://www.postgresql.org/docs/current/sasl-authentication.html
  */
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { saslprep } from './saslprep.js';
 
 export const SCRAM_MECHANISM = 'SCRAM-SHA-256';
 export const DEFAULT_ITERATIONS = 4096;
@@ -26,13 +27,8 @@ export class ScramError extends Error {
 const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest();
 const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
 
-/** SASLprep approximation: NFKC normalization (RFC 4013's main step), as libpq falls back to raw bytes otherwise. */
-function prep(password: string): string {
-  return password.normalize('NFKC');
-}
-
 function saltedPassword(password: string, salt: Buffer, iterations: number): Buffer {
-  return pbkdf2Sync(prep(password), salt, iterations, 32, 'sha256');
+  return pbkdf2Sync(saslprep(password), salt, iterations, 32, 'sha256');
 }
 
 /** Build a verifier for a password (what `gatehouse user add` stores). */

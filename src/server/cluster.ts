@@ -99,6 +99,8 @@ export async function runWorker(loaded: LoadedConfig): Promise<void> {
     http: false,
     forwardCancel: (worker, pid, secret) => process.send?.({ type: 'gatehouse:cancel', worker, pid, secret } satisfies CancelMessage),
   });
+  // Constructing one installs prom-client's listener that answers the primary's metric requests.
+  new AggregatorRegistry();
   AggregatorRegistry.setRegistries([node.metrics.registry]);
   process.on('message', (m: unknown) => {
     if (isMessage(m) && m.type === 'gatehouse:cancel') node.engine.cancel(m.pid, m.secret);
@@ -107,6 +109,10 @@ export async function runWorker(loaded: LoadedConfig): Promise<void> {
   await new Promise<void>((resolve) => {
     const stop = (): void => void node.shutdown().then(resolve);
     process.once('SIGTERM', stop);
+    // The primary is gone (even SIGKILLed): do not linger as an orphan.
+    process.once('disconnect', stop);
     process.once('SIGINT', () => {}); // the primary decides; Ctrl-C reaches the whole group
   });
+  // The IPC channel would keep this process alive: let go of it so the worker exits.
+  if (process.connected) process.disconnect();
 }

@@ -35,8 +35,11 @@ export interface SessionInfo {
 export interface Statement {
   /** The SQL text as sent (a simple query may hold several statements). */
   readonly text: string;
-  /** simple: Query message; extended: Parse message (decided once, executed many times). */
-  readonly protocol: 'simple' | 'extended';
+  /**
+   * simple: Query message; extended: Parse message (decided once, executed many times);
+   * fastpath: a FunctionCall message (the text names the function's oid).
+   */
+  readonly protocol: 'simple' | 'extended' | 'fastpath';
   /** Prepared statement name for the extended protocol ("" = unnamed). */
   readonly name: string;
   /** The decision made for it, set by the pipeline. */

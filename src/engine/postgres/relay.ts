@@ -38,6 +38,19 @@ import {
 import type { Pipeline } from '../../session/pipeline.js';
 import type { Decision, Execution, ResultColumn, RowTransform, SessionInfo, Statement } from '../../session/types.js';
 
+/** Whether an ErrorResponse body has severity FATAL or PANIC ('V' field, never localized). */
+function isFatal(frame: Buffer, start: number, end: number): boolean {
+  let p = start;
+  while (p < end && frame[p] !== 0) {
+    const type = frame[p]!;
+    const nul = frame.indexOf(0, p + 1);
+    if (nul < 0 || nul >= end) return false;
+    if (type === 0x56 /* 'V' */) return frame.toString('latin1', p + 1, nul) !== 'ERROR';
+    p = nul + 1;
+  }
+  return false;
+}
+
 /** Largest frame accepted when only passed through (PostgreSQL's own MaxAllocSize). */
 const MAX_FRAME = 0x3fffffff;
 
@@ -105,6 +118,8 @@ export class PgRelay {
   /** Reasons the client socket is paused: 1 = decision pending, 2 = upstream backpressure. */
   #clientPause = 0;
   #upstreamPaused = false;
+  /** The upstream already told the client why it is closing (FATAL ErrorResponse relayed). */
+  #upstreamSentFatal = false;
 
   constructor(opts: RelayOptions) {
     this.session = opts.session;
@@ -117,7 +132,7 @@ export class PgRelay {
 
     const limits = { maxFrame: MAX_FRAME, maxHeld: opts.maxMessageBytes };
     this.#fromClient = new FrameScanner(this.#clientHandler, limits);
-    for (const t of [FrontendCode.Query, FrontendCode.Parse, FrontendCode.Bind, FrontendCode.Execute, FrontendCode.Close, FrontendCode.Sync, FrontendCode.Terminate]) {
+    for (const t of [FrontendCode.Query, FrontendCode.Parse, FrontendCode.Bind, FrontendCode.Execute, FrontendCode.Close, FrontendCode.Sync, FrontendCode.Terminate, FrontendCode.FunctionCall]) {
       this.#fromClient.held[t] = 1;
     }
     this.#fromUpstream = new FrameScanner(this.#upstreamHandler, limits);
@@ -196,6 +211,7 @@ export class PgRelay {
   };
 
   #cstringAt(frame: Buffer, at: number, end: number): [string, number] {
+    if (at >= end) throw new ProtocolError('message is shorter than its contents require');
     if (frame[at] === 0) return ['', at + 1];
     const nul = frame.indexOf(0, at);
     if (nul < 0 || nul >= end) throw new ProtocolError('string is not NUL-terminated');
@@ -235,6 +251,13 @@ export class PgRelay {
       case FrontendCode.Sync:
         this.#segmentsSent++;
         return FORWARD;
+      case FrontendCode.FunctionCall: {
+        // Fastpath call (libpq large objects): answered by FunctionCallResponse + ReadyForQuery,
+        // so it is a segment of its own; decided like any statement so it cannot bypass policy.
+        if (end - body < 4) throw new ProtocolError('message is shorter than its contents require');
+        const oid = frame.readUInt32BE(body);
+        return this.#submit({ text: `-- fastpath function call, function oid ${oid}`, protocol: 'fastpath', name: '', decision: { action: 'allow' } }, frame, start, end);
+      }
       case FrontendCode.Terminate:
         this.#terminating = true;
         return FORWARD;
@@ -293,7 +316,8 @@ export class PgRelay {
 
   #apply(statement: Statement, decision: Decision, view: Buffer | null): FrameVerdict {
     statement.decision = decision;
-    const simple = statement.protocol === 'simple';
+    // Query and FunctionCall are answered up to ReadyForQuery; Parse only up to ParseComplete.
+    const simple = statement.protocol !== 'extended';
     if (decision.action === 'allow') {
       if (simple) {
         this.#executions.push(this.#execution(statement, true));
@@ -455,6 +479,7 @@ export class PgRelay {
       }
     }
     sqlstate ??= errorCode(frame, start + 5, end);
+    if (out === FORWARD && isFatal(frame, start + 5, end)) this.#upstreamSentFatal = true;
     const exec = this.#current();
     if (exec !== undefined) {
       exec.sqlstate = sqlstate;
@@ -527,6 +552,7 @@ export class PgRelay {
   #upstreamGone(reason: string): void {
     if (this.#closed) return;
     if (this.#terminating) return this.#close('client terminated');
+    if (this.#upstreamSentFatal) return this.#close(`upstream ended the session: ${reason}`);
     this.#log.warn({ session: this.session.id, connection: this.session.connection.name, reason }, 'upstream connection lost');
     this.terminate(new UpstreamLost(`connection to the database of connection "${this.session.connection.name}" was lost: ${reason}`));
   }

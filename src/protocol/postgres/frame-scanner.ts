@@ -111,7 +111,8 @@ export class FrameScanner {
 
   #checkLength(tag: number, length: number): void {
     if (length < 4) throw new ProtocolError(`invalid message length ${length} for message type 0x${tag.toString(16)}`);
-    if (length > this.#maxFrame || (this.held[tag] === 1 && length > this.#maxHeld)) {
+    if (length > this.#maxFrame) throw new ProtocolError(`message of ${length} bytes exceeds the limit (${this.#maxFrame} bytes)`);
+    if (this.held[tag] === 1 && length > this.#maxHeld) {
       throw new ProtocolError(`message of ${length} bytes exceeds the limit (${this.#maxHeld} bytes)`);
     }
   }

@@ -1,0 +1,95 @@
+/**
+ * Gatehouse as a separate process started the way an operator would (`gatehouse serve`), so the
+ * numbers include everything production pays for: the CLI, the cluster primary when
+ * --workers > 1, and the JSON logs written to a real file.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createVerifier } from '../src/identity/scram.js';
+import type { ProcessRegistry } from './processes.js';
+import { BENCH_DATABASE, PG_HOST, PG_PORT, freePort, waitUntilQueryable, type Target } from './targets.js';
+
+/** Compiled to dist/bench/, two levels below the repository root. */
+const BIN = fileURLToPath(new URL('../../bin/gatehouse.js', import.meta.url));
+
+/** The Gatehouse connection name doubles as the database name clients ask for. */
+const CONNECTION = 'bench';
+const USER = 'bench';
+const PASSWORD = 'bench-pw';
+
+export interface GatehouseOptions {
+  /** `--workers`. */
+  readonly workers: number;
+  /** `log.statements`. */
+  readonly logStatements: boolean;
+  /** `log.level`. */
+  readonly logLevel?: string;
+  /** Target id and label; lets a later "gatehouse with policy" target reuse this starter. */
+  readonly id?: string;
+  /** Extra top-level YAML appended to the generated config (e.g. a policy block). */
+  readonly extraYaml?: string;
+}
+
+export interface StartedGatehouse {
+  readonly target: Target;
+  readonly configFile: string;
+  readonly logFile: string;
+}
+
+async function waitForReadyz(port: number, failed: () => string | undefined, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const failure = failed();
+    if (failure) throw new Error(`gatehouse failed to start: ${failure}`);
+    try {
+      // With --workers > 1 only /readyz knows that every worker is listening.
+      const res = await fetch(`http://${PG_HOST}:${port}/readyz`);
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`gatehouse /readyz on port ${port} did not turn ready`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function startGatehouse(registry: ProcessRegistry, dir: string, o: GatehouseOptions): Promise<StartedGatehouse> {
+  mkdirSync(dir, { recursive: true });
+  const [pgPort, httpPort] = [await freePort(), await freePort()];
+  const configFile = join(dir, 'gatehouse.yaml');
+  const logFile = join(dir, 'gatehouse.log');
+  const level = o.logLevel ?? 'info';
+  writeFileSync(
+    configFile,
+    `listeners:
+  postgres: { host: ${PG_HOST}, port: ${pgPort} }
+  http: { host: ${PG_HOST}, port: ${httpPort} }
+connections:
+  - name: ${CONNECTION}
+    environment: development
+    upstream: { host: ${PG_HOST}, port: ${PG_PORT}, database: ${BENCH_DATABASE}, user: postgres }
+users:
+  - { name: ${USER}, kind: service, password: "${createVerifier(PASSWORD)}" }
+state: { dir: ${JSON.stringify(join(dir, 'state'))} }
+log: { level: ${level}, statements: ${o.logStatements} }
+server: { shutdown_timeout: 2s }
+${o.extraYaml ?? ''}`,
+  );
+  const out = openSync(logFile, 'a');
+  const proc = registry.spawn('gatehouse', process.execPath, [BIN, 'serve', '--config', configFile, '--workers', String(o.workers)], { stdio: ['ignore', out, out] });
+  closeSync(out); // the child has its own copy
+  const lastLines = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').slice(-10).join('\n') : '');
+  const failed = (): string | undefined => (proc.done ? `it exited; last output:\n${lastLines()}` : undefined);
+  await waitForReadyz(httpPort, failed);
+  const id = o.id ?? 'gatehouse';
+  const target: Target = {
+    id,
+    label: id,
+    role: 'subject',
+    endpoint: { host: PG_HOST, port: pgPort, user: USER, password: PASSWORD, database: CONNECTION },
+    description: `${PG_HOST}:${pgPort}, --workers ${o.workers}, log.level=${level}, log.statements=${o.logStatements} (log: ${logFile})`,
+  };
+  await waitUntilQueryable(target.endpoint, id, { failed });
+  return { target, configFile, logFile };
+}

@@ -1,0 +1,138 @@
+/**
+ * `npm run bench`: compares Gatehouse with PostgreSQL direct and with pgbouncer, and prints a
+ * report to paste into a closing note. Knobs (environment): BENCH_SECONDS (10), BENCH_WORKERS (1),
+ * BENCH_LOG_STATEMENTS (true), BENCH_CLIENTS ("1,16"), BENCH_MODES ("simple,extended,prepared"),
+ * BENCH_SECTIONS (all). Progress goes to stderr, the report to stdout; raw outputs, logs and
+ * results.json go to a fresh directory under the OS temp dir, never into the repository.
+ * The goal verdicts are informational: the exit code is 0 unless a measurement could not be taken.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTargets } from './environment.js';
+import { ProcessRegistry } from './processes.js';
+import type { BenchContext, Section, SectionResult } from './section.js';
+import { SECTIONS } from './sections.js';
+import { readSettings, SettingsError, type BenchSettings } from './settings.js';
+import { renderTable } from './table.js';
+import { directTarget, withClient, type Target } from './targets.js';
+
+const progress = (msg: string): void => void process.stderr.write(`bench: ${msg}\n`);
+
+function selectSections(settings: BenchSettings): readonly Section[] {
+  if (settings.sections.length === 0) return SECTIONS;
+  const unknown = settings.sections.filter((id) => !SECTIONS.some((s) => s.id === id));
+  if (unknown.length > 0) throw new SettingsError(`BENCH_SECTIONS: unknown section(s) ${unknown.join(', ')}; known: ${SECTIONS.map((s) => s.id).join(', ')}`);
+  return SECTIONS.filter((s) => settings.sections.includes(s.id));
+}
+
+function firstLine(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8' }).split('\n')[0]!.trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+interface Machine {
+  readonly cpus: number;
+  readonly loadavg_at_start: readonly number[];
+  readonly node: string;
+  readonly pgbench: string;
+  readonly postgres: string;
+}
+
+async function describeMachine(): Promise<Machine> {
+  const postgres = await withClient({ ...directTarget().endpoint, database: 'postgres' }, async (c) => (await c.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v).catch(() => 'unknown');
+  return { cpus: availableParallelism(), loadavg_at_start: loadavg().map((x) => Math.round(x * 100) / 100), node: process.version, pgbench: firstLine('pgbench', ['--version']), postgres: postgres.split(',')[0]! };
+}
+
+function header(settings: BenchSettings, machine: Machine, targets: readonly Target[], startedAt: Date): string {
+  return [
+    `Gatehouse benchmark — ${startedAt.toISOString()}`,
+    `machine: ${machine.cpus} CPUs, load ${machine.loadavg_at_start.join(' ')} at start; ${machine.postgres}; ${machine.pgbench}; node ${machine.node}`,
+    `settings: BENCH_SECONDS=${settings.seconds} BENCH_WORKERS=${settings.workers} BENCH_LOG_STATEMENTS=${settings.logStatements} BENCH_CLIENTS=${settings.clients.join(',')} BENCH_MODES=${settings.modes.join(',')}`,
+    ...targets.map((t) => `target ${t.id}: ${t.description}`),
+    // Other work on a small machine moves every number; say so next to them.
+    ...(machine.loadavg_at_start[0]! > machine.cpus / 2 ? [`warning: the machine was busy at start (1-min load ${machine.loadavg_at_start[0]} on ${machine.cpus} CPUs); compare ratios, not absolute TPS`] : []),
+  ].join('\n');
+}
+
+async function main(): Promise<number> {
+  const settings = readSettings();
+  const sections = selectSections(settings);
+  const registry = new ProcessRegistry();
+  let interrupted = false;
+  const interrupt = (signal: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    progress(`${signal}: stopping child processes`);
+    void registry.stopAll().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  // A crash skips the orderly stop below; at least signal the children.
+  process.once('exit', () => registry.killAllNow());
+
+  const dir = mkdtempSync(join(tmpdir(), 'gh-bench-'));
+  // pgbouncer runs as `postgres` and must reach its subdirectory.
+  chmodSync(dir, 0o755);
+  progress(`scratch directory: ${dir}`);
+  const startedAt = new Date();
+  const machine = await describeMachine();
+  const targets = createTargets(registry, dir, settings, progress);
+  const ctx: BenchContext = { settings, registry, dir, targets: targets.get, progress };
+
+  const results: { section: Section; result: SectionResult }[] = [];
+  try {
+    for (const section of sections) {
+      progress(`section ${section.id}: ${section.title}`);
+      results.push({ section, result: await section.run(ctx) });
+    }
+  } catch (err) {
+    if (interrupted) return 130;
+    await registry.stopAll();
+    throw err;
+  }
+  const liveTargets = targets.started;
+  await registry.stopAll();
+  if (interrupted) return 130;
+  const finishedAt = new Date();
+
+  const out: string[] = [header(settings, machine, liveTargets, startedAt)];
+  for (const { section, result } of results) {
+    out.push('', `## ${section.title}`, '', renderTable(result.table), '', ...result.notes);
+    if (result.errors.length > 0) out.push('', 'errors:', ...result.errors.map((e) => `  ${e}`));
+  }
+  const jsonFile = join(dir, 'results.json');
+  writeFileSync(
+    jsonFile,
+    JSON.stringify(
+      {
+        started_at: startedAt.toISOString(),
+        finished_at: finishedAt.toISOString(),
+        settings,
+        machine,
+        targets: liveTargets.map((t) => ({ id: t.id, role: t.role, description: t.description })),
+        sections: Object.fromEntries(results.map(({ section, result }) => [section.id, { title: section.title, rows: result.rows, notes: result.notes, errors: result.errors }])),
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  out.push('', `results: ${jsonFile}`);
+  process.stdout.write(out.join('\n') + '\n');
+  return results.some(({ result }) => result.errors.length > 0) ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    // Setup failures (pgbouncer, Gatehouse, the database) carry their own context; no stack needed.
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = err instanceof SettingsError ? 2 : 1;
+  },
+);
