@@ -7,7 +7,7 @@
  * The goal verdicts are informational: the exit code is 0 unless a measurement could not be taken.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTargets } from './environment.js';
@@ -35,8 +35,31 @@ function firstLine(cmd: string, args: string[]): string {
   }
 }
 
+/**
+ * Share of all CPUs busy over a short window, from /proc/stat. Unlike the load average, this
+ * does not still count the previous benchmark run a minute later. Null where /proc is missing.
+ */
+async function cpuBusyPercent(windowMs = 1_000): Promise<number | null> {
+  const sample = (): { idle: number; total: number } | null => {
+    try {
+      // "cpu  user nice system idle iowait irq softirq steal ..." in clock ticks since boot.
+      const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+      return { idle: ticks[3]! + (ticks[4] ?? 0), total: ticks.slice(0, 8).reduce((a, b) => a + b, 0) };
+    } catch {
+      return null;
+    }
+  };
+  const a = sample();
+  await new Promise((r) => setTimeout(r, windowMs));
+  const b = sample();
+  if (!a || !b || b.total === a.total) return null;
+  return Math.round((1 - (b.idle - a.idle) / (b.total - a.total)) * 100);
+}
+
 interface Machine {
   readonly cpus: number;
+  /** Percent of all CPUs busy during one second before the run; other work skews every number. */
+  readonly cpu_busy_at_start_pct: number | null;
   readonly loadavg_at_start: readonly number[];
   readonly node: string;
   readonly pgbench: string;
@@ -45,17 +68,17 @@ interface Machine {
 
 async function describeMachine(): Promise<Machine> {
   const postgres = await withClient({ ...directTarget().endpoint, database: 'postgres' }, async (c) => (await c.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v).catch(() => 'unknown');
-  return { cpus: availableParallelism(), loadavg_at_start: loadavg().map((x) => Math.round(x * 100) / 100), node: process.version, pgbench: firstLine('pgbench', ['--version']), postgres: postgres.split(',')[0]! };
+  return { cpus: availableParallelism(), cpu_busy_at_start_pct: await cpuBusyPercent(), loadavg_at_start: loadavg().map((x) => Math.round(x * 100) / 100), node: process.version, pgbench: firstLine('pgbench', ['--version']), postgres: postgres.split(',')[0]! };
 }
 
 function header(settings: BenchSettings, machine: Machine, targets: readonly Target[], startedAt: Date): string {
   return [
     `Gatehouse benchmark — ${startedAt.toISOString()}`,
-    `machine: ${machine.cpus} CPUs, load ${machine.loadavg_at_start.join(' ')} at start; ${machine.postgres}; ${machine.pgbench}; node ${machine.node}`,
+    `machine: ${machine.cpus} CPUs, ${machine.cpu_busy_at_start_pct ?? '?'}% busy just before the run; ${machine.postgres}; ${machine.pgbench}; node ${machine.node}`,
     `settings: BENCH_SECONDS=${settings.seconds} BENCH_WORKERS=${settings.workers} BENCH_LOG_STATEMENTS=${settings.logStatements} BENCH_CLIENTS=${settings.clients.join(',')} BENCH_MODES=${settings.modes.join(',')}`,
     ...targets.map((t) => `target ${t.id}: ${t.description}`),
     // Other work on a small machine moves every number; say so next to them.
-    ...(machine.loadavg_at_start[0]! > machine.cpus / 2 ? [`warning: the machine was busy at start (1-min load ${machine.loadavg_at_start[0]} on ${machine.cpus} CPUs); compare ratios, not absolute TPS`] : []),
+    ...((machine.cpu_busy_at_start_pct ?? 0) > 20 ? [`warning: other work kept the CPUs ${machine.cpu_busy_at_start_pct}% busy just before the run; compare ratios, not absolute TPS`] : []),
   ].join('\n');
 }
 

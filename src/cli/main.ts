@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline';
 import { Command, CommanderError } from 'commander';
 import { parseDocument, YAMLSeq } from 'yaml';
 import { loadConfig } from '../config/load.js';
+import { loadPolicy } from '../policy/load.js';
 import { ConfigError, GatehouseError } from '../errors.js';
 import { createVerifier } from '../identity/scram.js';
 import { runPrimary, runWorker } from '../server/cluster.js';
@@ -41,18 +42,22 @@ async function serve(opts: { config: string; workers?: string; worker?: boolean 
   if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`--workers: expected a whole number >= 1 or "auto", got "${setting}"`);
   if (workers > 1) return runPrimary(loaded, workers, opts.config);
   const node = await startNode(loaded);
+  const reload = (): void => void node.reloadPolicy();
+  process.on('SIGHUP', reload);
   await new Promise<void>((resolve) => {
     const stop = (): void => void node.shutdown().then(resolve);
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  process.off('SIGHUP', reload);
 }
 
 function check(opts: { config: string }): void {
   const loaded = loadConfig(opts.config);
+  const policy = loadPolicy(loaded);
   const c = loaded.config;
   const conns = [...loaded.connections.values()].map((x) => `${x.name} (${x.environment})`).join(', ');
-  console.log(`${opts.config}: ok — ${loaded.connections.size} connection(s): ${conns}; ${c.users.length} user(s); PostgreSQL listener ${c.listeners.postgres.host}:${c.listeners.postgres.port}${c.listeners.http ? `; HTTP ${c.listeners.http.host}:${c.listeners.http.port}` : ''}`);
+  console.log(`${opts.config}: ok — ${loaded.connections.size} connection(s): ${conns}; ${c.users.length} user(s); PostgreSQL listener ${c.listeners.postgres.host}:${c.listeners.postgres.port}${c.listeners.http ? `; HTTP ${c.listeners.http.host}:${c.listeners.http.port}` : ''}; ${policy.rules.length} policy rule(s) from ${loaded.policyFiles.length} file(s) and the built-in guardrails`);
 }
 
 async function userAdd(name: string, opts: { config: string; groups?: string; kind: string; passwordStdin?: boolean }): Promise<void> {

@@ -28,6 +28,8 @@ export interface LoadedConfig {
   readonly listenerTls: SecureContext | undefined;
   /** Absolute state directory. */
   readonly stateDir: string;
+  /** Absolute paths of the policy files. */
+  readonly policyFiles: readonly string[];
 }
 
 type Path = ReadonlyArray<PropertyKey>;
@@ -142,7 +144,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     }
   }
 
-  return { file, config, connections, listenerTls, stateDir: resolve(config.state.dir) };
+  return { file, config, connections, listenerTls, stateDir: resolve(config.state.dir), policyFiles: config.policy.files.map(rel) };
 }
 
 /** Read and validate a configuration file. */

@@ -86,6 +86,8 @@ const connection = z
     engine: z.enum(['postgres']).default('postgres'),
     environment: z.string().default('development'),
     labels: z.record(z.string(), z.string()).default({}),
+    /** Built-in guardrails (docs/policy.md); default: on when environment is "production". */
+    guardrails: z.boolean().optional(),
     upstream,
   })
   .strict();
@@ -112,6 +114,15 @@ export const configSchema = z
       .default({ postgres: postgresListener.parse({}) }),
     connections: z.array(connection).min(1, 'expected at least one connection'),
     users: z.array(user).default([]),
+    policy: z
+      .object({
+        /** Policy files (YAML), relative to this file; evaluated in order after the built-in guardrails. */
+        files: z.array(z.string()).default([]),
+        /** Reload the files when they change (SIGHUP always reloads). */
+        watch: z.boolean().default(true),
+      })
+      .strict()
+      .default({ files: [], watch: true }),
     state: z
       .object({
         /** Directory of the embedded state (store, keys); relative paths are from the working directory. */

@@ -84,6 +84,9 @@ export async function runPrimary(loaded: LoadedConfig, workers: number, configFi
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
+    process.on('SIGHUP', () => {
+      for (const w of byIndex.values()) w.process.kill('SIGHUP');
+    });
   });
   http?.closeAllConnections();
   http?.close();
@@ -105,6 +108,7 @@ export async function runWorker(loaded: LoadedConfig): Promise<void> {
   process.on('message', (m: unknown) => {
     if (isMessage(m) && m.type === 'gatehouse:cancel') node.engine.cancel(m.pid, m.secret);
   });
+  process.on('SIGHUP', () => void node.reloadPolicy());
   process.send?.({ type: 'gatehouse:ready' } satisfies ReadyMessage);
   await new Promise<void>((resolve) => {
     const stop = (): void => void node.shutdown().then(resolve);

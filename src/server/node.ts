@@ -13,6 +13,9 @@ import { ProxyMetrics } from '../http/metrics.js';
 import { LocalUsers } from '../identity/local-users.js';
 import { createPipeline, type PipelinePlugin } from '../session/pipeline.js';
 import { statementLog } from '../session/statement-log.js';
+import { loadPostgresParser } from '../sql/pg-analyzer.js';
+import { guardrailsFor, loadPolicy, watchPolicyFiles } from '../policy/load.js';
+import { PolicyStage } from '../policy/plugin.js';
 import { createLogger } from './logger.js';
 
 export interface NodeOptions {
@@ -30,6 +33,9 @@ export interface GatehouseNode {
   readonly logger: Logger;
   readonly metrics: ProxyMetrics;
   readonly engine: PostgresEngine;
+  readonly policy: PolicyStage;
+  /** Reload the policy files; keeps the previous policy (and says why) if they are invalid. */
+  reloadPolicy(): boolean;
   /** Bound PostgreSQL port. */
   readonly pgPort: number;
   /** Bound HTTP port, if any. */
@@ -54,7 +60,9 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
   const workerIndex = opts.workerIndex ?? 0;
   const logger = opts.logger ?? createLogger(config.log.level, { node: nodeId, worker: workerIndex });
   const metrics = new ProxyMetrics();
-  const plugins: PipelinePlugin[] = [...(opts.plugins ?? []), metrics.plugin()];
+  await loadPostgresParser();
+  const policy = new PolicyStage(loadPolicy(loaded), { logger, guardrailsFor });
+  const plugins: PipelinePlugin[] = [policy, ...(opts.plugins ?? []), metrics.plugin()];
   if (config.log.statements) plugins.push(statementLog(logger));
   const pipeline = createPipeline(plugins);
   const users = new LocalUsers(config.users, loaded.file);
@@ -87,10 +95,23 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
   ready = true;
   logger.info({ event: 'listening', postgres: `${pgListener.host}:${pgPort}`, http: httpPort === undefined ? undefined : `${config.listeners.http!.host}:${httpPort}`, connections: [...loaded.connections.keys()] }, 'Gatehouse is ready');
 
+  const reloadPolicy = (): boolean => {
+    try {
+      policy.swap(loadPolicy(loaded));
+      logger.info({ event: 'policy_reload', files: loaded.policyFiles, rules: policy.engine.rules.length }, 'policy reloaded');
+      return true;
+    } catch (err) {
+      logger.error({ event: 'policy_reload_failed', reason: (err as Error).message }, 'policy reload failed; keeping the previous policy');
+      return false;
+    }
+  };
+  const unwatch = config.policy.watch ? watchPolicyFiles(loaded.policyFiles, reloadPolicy) : () => {};
+
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (): Promise<void> =>
     (shuttingDown ??= (async () => {
       ready = false;
+      unwatch();
       logger.info({ event: 'shutdown', sessions: engine.sessionCount, timeout_ms: config.server.shutdown_timeout }, 'shutting down: no new connections, waiting for in-flight statements');
       const closed = new Promise<void>((resolve) => pgServer.close(() => resolve()));
       engine.drain();
@@ -110,5 +131,5 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
       logger.flush();
     })());
 
-  return { logger, metrics, engine, pgPort, httpPort, shutdown };
+  return { logger, metrics, engine, policy, reloadPolicy, pgPort, httpPort, shutdown };
 }

@@ -10,7 +10,7 @@
  *   complete when the execution finished (rows, duration, error) -> audit, logs, metrics
  *   sessionStart / sessionEnd
  */
-import { ALLOW, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from './types.js';
+import { ALLOW, permits, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from './types.js';
 
 /** The names of the phases, in order. */
 export const PHASES = ['sessionStart', 'decide', 'result', 'complete', 'sessionEnd'] as const;
@@ -19,7 +19,7 @@ export interface PipelinePlugin {
   /** Name, for logs and errors. */
   readonly name: string;
   sessionStart?(session: SessionInfo): void;
-  /** Decide on a statement; return undefined to abstain. The first deny wins. */
+  /** Decide on a statement; return undefined to abstain. The first refusal wins. */
   decide?(session: SessionInfo, statement: Statement): Decision | undefined | Promise<Decision | undefined>;
   /** A row transform for this result, or null for none. */
   result?(session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]): RowTransform | null;
@@ -60,12 +60,12 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
               if (isPromise<Decision | undefined>(d)) {
                 const next = i + 1;
                 return d.then((r) => {
-                  if (r?.action === 'deny') return r;
+                  if (r && !permits(r)) return r;
                   if (r) last = r;
                   return step(next);
                 });
               }
-              if (d.action === 'deny') return d;
+              if (!permits(d)) return d;
               last = d;
             }
             return last;

@@ -38,7 +38,8 @@ export function statementLog(logger: Logger): PipelinePlugin {
         command: e.command || undefined,
         sqlstate: e.sqlstate,
         decision: d.action,
-        rule: d.action === 'deny' ? d.ruleId : undefined,
+        rule: d.ruleId,
+        row_cap: d.rowCap?.limit,
       });
     },
   };

@@ -27,6 +27,8 @@ export interface SessionInfo {
   applicationName: string;
   /** Transaction state as last reported by the database. */
   txState: TxState;
+  /** Run-time parameters the database reported (ParameterStatus), e.g. client_encoding. */
+  readonly serverParams: Map<string, string>;
   /** Epoch milliseconds. */
   readonly startedAt: number;
 }
@@ -46,18 +48,37 @@ export interface Statement {
   decision: Decision;
 }
 
-export type Decision =
-  | { readonly action: 'allow'; readonly rules?: readonly string[] }
-  | {
-      readonly action: 'deny';
-      /** The rule that refused it. */
-      readonly ruleId: string;
-      /** Human reason, shown to the client. */
-      readonly message: string;
-      /** SQLSTATE; 42501 (insufficient_privilege) unless a rule documents another. */
-      readonly sqlstate?: string;
-      readonly rules?: readonly string[];
-    };
+/** What a policy can decide; `mask` and `allow` let the statement run. */
+export type PolicyAction = 'allow' | 'deny' | 'require_approval' | 'mask';
+
+/** A rule that matched a statement, as recorded with the decision. */
+export interface RuleMatch {
+  readonly id: string;
+  /** allow, deny, require_approval, mask, limit_rows or audit. */
+  readonly action: string;
+  readonly mode: 'enforce' | 'dry-run';
+  readonly controls: readonly string[];
+  readonly message: string;
+}
+
+export interface Decision {
+  readonly action: PolicyAction;
+  /** The rule that decided (empty when the default action applied). */
+  readonly ruleId?: string;
+  /** Human reason, shown to the client when refused. */
+  readonly message?: string;
+  /** SQLSTATE of a refusal; 42501 (insufficient_privilege) unless documented otherwise. */
+  readonly sqlstate?: string;
+  /** Every rule that matched, enforce and dry-run alike. */
+  readonly matches?: readonly RuleMatch[];
+  /** Affected-rows circuit breaker: UPDATE/DELETE/MERGE changing more rows are rolled back. */
+  readonly rowCap?: { readonly limit: number; readonly ruleId: string; readonly message: string };
+}
+
+/** Whether the statement may reach the database. */
+export function permits(d: Decision): boolean {
+  return d.action === 'allow' || d.action === 'mask';
+}
 
 export const ALLOW: Decision = Object.freeze({ action: 'allow' as const });
 

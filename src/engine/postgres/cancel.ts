@@ -70,7 +70,7 @@ export class CancelRegistry {
 /** Send a CancelRequest to the upstream; best effort, as in libpq (the server never answers). */
 export function sendUpstreamCancel(key: UpstreamKey): Promise<void> {
   return new Promise((resolve) => {
-    const s = connect({ host: key.host, port: key.port });
+    const s = key.host.startsWith('/') ? connect({ path: `${key.host}/.s.PGSQL.${key.port}` }) : connect({ host: key.host, port: key.port });
     const done = (): void => {
       s.destroy();
       resolve();

@@ -126,6 +126,9 @@ export class PostgresEngine {
       return;
     }
     metrics.upstreamConnectSeconds.labels(connection.name).observe((performance.now() - t0) / 1000);
+    if (upstream.droppedParams.length > 0) {
+      logger.info({ user: identity.name, connection: connection.name, dropped: upstream.droppedParams }, 'startup parameters not passed to the database');
+    }
     clearTimeout(timer);
     this.#handshaking.delete(raw);
     if (socket.destroyed) {
@@ -146,6 +149,7 @@ export class PostgresEngine {
       client: { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0, tls: hs.tls },
       applicationName: params.get('application_name') ?? '',
       txState: 'idle',
+      serverParams: new Map(upstream.parameters),
       startedAt: Date.now(),
     };
     // AuthenticationOk, the upstream's parameters, our cancel key, ReadyForQuery: one write.

@@ -36,7 +36,7 @@ import {
   type FrameVerdict,
 } from '../../protocol/postgres/index.js';
 import type { Pipeline } from '../../session/pipeline.js';
-import type { Decision, Execution, ResultColumn, RowTransform, SessionInfo, Statement } from '../../session/types.js';
+import { permits, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from '../../session/types.js';
 
 /** Whether an ErrorResponse body has severity FATAL or PANIC ('V' field, never localized). */
 function isFatal(frame: Buffer, start: number, end: number): boolean {
@@ -318,7 +318,7 @@ export class PgRelay {
     statement.decision = decision;
     // Query and FunctionCall are answered up to ReadyForQuery; Parse only up to ParseComplete.
     const simple = statement.protocol !== 'extended';
-    if (decision.action === 'allow') {
+    if (permits(decision)) {
       if (simple) {
         this.#executions.push(this.#execution(statement, true));
         this.#segmentsSent++;
@@ -330,7 +330,7 @@ export class PgRelay {
     // Refused: send a statement that fails at parse time carrying our marker.
     const seq = ++this.#refusalSeq;
     const marker = `${DENY_TOKEN}_${seq}`;
-    const refusal = new AccessDenied(`${decision.message} (rule ${decision.ruleId})`);
+    const refusal = new AccessDenied(`${decision.message ?? 'refused by policy'} (rule ${decision.ruleId ?? 'default'})`);
     this.#refusals.push({
       marker: Buffer.from(marker),
       segment: this.#segmentsSent,
@@ -339,7 +339,7 @@ export class PgRelay {
         severity: 'ERROR',
         code: decision.sqlstate ?? refusal.sqlstate,
         message: refusal.message,
-        detail: `Refused by Gatehouse rule "${decision.ruleId}".`,
+        detail: `Refused by Gatehouse rule "${decision.ruleId ?? 'default'}".`,
       }),
     });
     if (simple) {
@@ -451,7 +451,10 @@ export class PgRelay {
       }
       case BackendCode.ParameterStatus: {
         this.#reader.setBuffer(frame, body, end);
-        if (this.#reader.cstring() === 'application_name') this.session.applicationName = this.#reader.cstring();
+        const name = this.#reader.cstring();
+        const value = this.#reader.cstring();
+        this.session.serverParams.set(name, value);
+        if (name === 'application_name') this.session.applicationName = value;
         return FORWARD;
       }
       case BackendCode.RowDescription:

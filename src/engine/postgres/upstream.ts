@@ -23,14 +23,54 @@ export interface UpstreamSession {
   readonly backendSecret: number;
   /** Bytes received after ReadyForQuery (none in practice). */
   readonly leftover: Buffer;
+  /** Client startup parameters not passed on (not in ALLOWED_STARTUP_PARAMS). */
+  readonly droppedParams: string[];
 }
 
-/** Startup parameters a client may pass through; user/database/replication are the proxy's. */
-const RESERVED = new Set(['user', 'database', 'replication']);
+/**
+ * Startup parameters a client may pass to the database. Any GUC can be set in the startup packet
+ * (`role`, `session_authorization`, or `options=-c role=...`), which would bypass statement
+ * policy, so only these pass; `options` is reduced to its allowed `-c name=value` settings.
+ * user/database are always the connection's own.
+ */
+export const ALLOWED_STARTUP_PARAMS: ReadonlySet<string> = new Set([
+  'application_name', 'client_encoding', 'datestyle', 'timezone', 'intervalstyle', 'extra_float_digits',
+  'search_path', 'statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout',
+  'default_transaction_isolation', 'default_transaction_read_only', 'bytea_output', 'lc_messages', 'lc_monetary',
+  'lc_numeric', 'lc_time', 'geqo', 'jit', 'work_mem', 'default_transaction_deferrable', 'timezone_abbreviations',
+]);
 
-export function upstreamStartupParams(conn: ResolvedConnection, client: ReadonlyMap<string, string>): Record<string, string> {
+/** Keep only allowed `-c name=value` / `--name=value` settings of a libpq `options` string. */
+function filterOptions(options: string, dropped: string[]): string {
+  const tokens = options.match(/(?:\\.|\S)+/g) ?? [];
+  const kept: string[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    let t = tokens[i]!;
+    if (t === '-c' && i + 1 < tokens.length) t = tokens[++i]!;
+    else if (t.startsWith('-c')) t = t.slice(2);
+    else if (t.startsWith('--')) t = t.slice(2);
+    else {
+      dropped.push(`options ${t}`);
+      continue;
+    }
+    const name = t.split('=')[0]!.replace(/-/g, '_').toLowerCase();
+    if (ALLOWED_STARTUP_PARAMS.has(name)) kept.push(`-c ${t}`);
+    else dropped.push(`options -c ${name}`);
+  }
+  return kept.join(' ');
+}
+
+export function upstreamStartupParams(conn: ResolvedConnection, client: ReadonlyMap<string, string>, dropped: string[] = []): Record<string, string> {
   const params: Record<string, string> = { user: conn.upstream.user, database: conn.upstream.database };
-  for (const [k, v] of client) if (!RESERVED.has(k) && !k.startsWith('_pq_.')) params[k] = v;
+  for (const [k, v] of client) {
+    const key = k.toLowerCase();
+    if (key === 'user' || key === 'database' || key === 'replication' || key.startsWith('_pq_.')) continue;
+    if (key === 'options') {
+      const o = filterOptions(v, dropped);
+      if (o) params.options = o;
+    } else if (ALLOWED_STARTUP_PARAMS.has(key)) params[k] = v;
+    else dropped.push(k);
+  }
   return params;
 }
 
@@ -38,10 +78,16 @@ function describeConnect(conn: ResolvedConnection): string {
   return `connection "${conn.name}" (upstream ${conn.upstream.host}:${conn.upstream.port})`;
 }
 
+/** A host starting with "/" is a Unix-socket directory, as in libpq: <dir>/.s.PGSQL.<port>. */
+export function isSocketDirectory(host: string): boolean {
+  return host.startsWith('/');
+}
+
 function rawConnect(conn: ResolvedConnection): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = netConnect({ host: conn.upstream.host, port: conn.upstream.port });
-    s.setNoDelay(true);
+    const { host, port } = conn.upstream;
+    const s = isSocketDirectory(host) ? netConnect({ path: `${host}/.s.PGSQL.${port}` }) : netConnect({ host, port });
+    if (!isSocketDirectory(host)) s.setNoDelay(true);
     const onError = (err: Error): void => {
       s.destroy();
       reject(err);
@@ -56,7 +102,7 @@ function rawConnect(conn: ResolvedConnection): Promise<Socket> {
 
 async function negotiateTls(conn: ResolvedConnection, socket: Socket): Promise<Socket> {
   const mode = conn.upstream.tls.mode;
-  if (mode === 'disable') return socket;
+  if (mode === 'disable' || (mode === 'prefer' && isSocketDirectory(conn.upstream.host))) return socket;
   socket.write(messages.SSL_REQUEST);
   const reader = new SocketReader(socket);
   const answer = await reader.next((r) => (r.buffered >= 1 ? r.takeRest() : null));
@@ -120,7 +166,8 @@ export async function connectUpstream(conn: ResolvedConnection, clientParams: Re
 async function startup(conn: ResolvedConnection, socket: Socket, clientParams: ReadonlyMap<string, string>): Promise<UpstreamSession> {
   const io = new SocketReader(socket);
   const r = new BufferReader();
-  socket.write(messages.startupMessage(upstreamStartupParams(conn, clientParams)));
+  const dropped: string[] = [];
+  socket.write(messages.startupMessage(upstreamStartupParams(conn, clientParams, dropped)));
   const parameterFrames: Buffer[] = [];
   const parameters = new Map<string, string>();
   let backendPid = 0;
@@ -199,7 +246,7 @@ async function startup(conn: ResolvedConnection, socket: Socket, clientParams: R
         }
         case BackendCode.ReadyForQuery: {
           io.detach();
-          return { socket, parameterFrames, parameters, backendPid, backendSecret, leftover: io.reader.takeRest() };
+          return { socket, parameterFrames, parameters, backendPid, backendSecret, leftover: io.reader.takeRest(), droppedParams: dropped };
         }
         default:
           throw new UpstreamUnavailable(`${describeConnect(conn)} sent unexpected message 0x${msg.tag.toString(16)} during startup`);

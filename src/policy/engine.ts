@@ -1,0 +1,150 @@
+/**
+ * Policy evaluation: pure and synchronous. Every rule is evaluated against each statement's
+ * facts; the decision names every rule that matched. Enforcing matches decide by precedence
+ * deny > require_approval > mask > allow; limit_rows rules add a row cap; audit rules only
+ * record; dry-run rules are recorded (and logged by the caller) but never decide. With no
+ * enforcing decision the connection's default action applies.
+ */
+import { ConfigError } from '../errors.js';
+import type { StatementFacts } from '../sql/facts.js';
+import type { Decision, PolicyAction, RuleMatch } from '../session/types.js';
+import { GUARDRAILS } from './guardrails.js';
+import { compileRule, type CompiledRule, type Defaults, type PolicyFile, type RuleSpec } from './rules.js';
+import type { CelObject } from './cel-view.js';
+
+const PRECEDENCE: Record<string, number> = { deny: 4, require_approval: 3, mask: 2, allow: 1 };
+
+export interface PolicyInput {
+  readonly identity: CelObject;
+  readonly connection: CelObject;
+  /** Whether the built-in guardrails apply to this connection. */
+  readonly guardrails: boolean;
+  readonly connectionName: string;
+  readonly environment: string;
+  /** Built lazily: only rules that read `context` need it. */
+  readonly context: () => CelObject;
+}
+
+/** The outcome for one statement, plus whether it may be cached by shape. */
+export interface StatementDecision {
+  readonly decision: Decision;
+  readonly volatile: boolean;
+}
+
+export interface PolicySource {
+  readonly file: string;
+  readonly policy: PolicyFile;
+}
+
+export class PolicyEngine {
+  readonly rules: readonly CompiledRule[];
+  readonly #defaults: Defaults;
+  /** Called for evaluation errors (a failing deny rule counts as matched: fail closed). */
+  onError: (rule: CompiledRule, err: unknown) => void = () => {};
+
+  constructor(sources: readonly PolicySource[], opts: { guardrails?: boolean } = {}) {
+    // Built-in pack first, then files in order; a rule with an existing id overrides its fields.
+    const specs = new Map<string, { spec: RuleSpec; where: string; guardrail: boolean }>();
+    if (opts.guardrails !== false) for (const g of GUARDRAILS) specs.set(g.id, { spec: { ...g }, where: 'built-in guardrails', guardrail: true });
+    let defaults: Defaults = {};
+    for (const { file, policy } of sources) {
+      for (const r of policy.rules) {
+        const prev = specs.get(r.id);
+        if (prev) {
+          if (Object.keys(r).length === 1) throw new ConfigError(`${file}: rule "${r.id}": overrides rule "${r.id}" from ${prev.where} but changes nothing`);
+          prev.spec = { ...prev.spec, ...r };
+          prev.where = file;
+        } else specs.set(r.id, { spec: r, where: file, guardrail: false });
+      }
+      if (policy.defaults) {
+        defaults = {
+          action: policy.defaults.action ?? defaults.action,
+          environments: { ...defaults.environments, ...policy.defaults.environments },
+          connections: { ...defaults.connections, ...policy.defaults.connections },
+        };
+      }
+    }
+    const rules: CompiledRule[] = [];
+    for (const { spec, where, guardrail } of specs.values()) {
+      if (spec.enabled === false) continue;
+      rules.push(compileRule(spec, where, guardrail));
+    }
+    this.rules = rules;
+    this.#defaults = defaults;
+  }
+
+  defaultAction(connectionName: string, environment: string): 'allow' | 'deny' {
+    return this.#defaults.connections?.[connectionName] ?? this.#defaults.environments?.[environment] ?? this.#defaults.action ?? 'allow';
+  }
+
+  /** Decide one statement. */
+  evaluate(statement: CelObject, input: PolicyInput): StatementDecision {
+    const matches: RuleMatch[] = [];
+    let best: CompiledRule | undefined;
+    let cap: CompiledRule | undefined;
+    let volatile = false;
+    let ctx: Record<string, unknown> | undefined;
+    for (const rule of this.rules) {
+      if (rule.guardrail && !input.guardrails) continue;
+      if (rule.volatile) volatile = true;
+      ctx ??= { statement, identity: input.identity, connection: input.connection, context: {} };
+      if (rule.volatile && (ctx.context as CelObject).time === undefined) ctx.context = input.context();
+      let matched: boolean;
+      try {
+        matched = rule.test(ctx) === true;
+      } catch (err) {
+        this.onError(rule, err);
+        matched = rule.action === 'deny' || rule.action === 'require_approval';
+      }
+      if (!matched) continue;
+      matches.push({ id: rule.id, action: rule.action, mode: rule.mode, controls: rule.controls, message: rule.message });
+      if (rule.mode !== 'enforce') continue;
+      if (rule.action === 'limit_rows') {
+        if (!cap || rule.maxRows! < cap.maxRows!) cap = rule;
+      } else if (rule.action !== 'audit' && (!best || PRECEDENCE[rule.action]! > PRECEDENCE[best.action]!)) {
+        best = rule;
+      }
+    }
+    const rowCap = cap ? { limit: cap.maxRows!, ruleId: cap.id, message: cap.message } : undefined;
+    if (best) {
+      return {
+        volatile,
+        decision: {
+          action: best.action as PolicyAction,
+          ruleId: best.id,
+          message: best.message,
+          sqlstate: best.sqlstate,
+          matches,
+          rowCap: best.action === 'deny' ? undefined : rowCap,
+        },
+      };
+    }
+    const action = this.defaultAction(input.connectionName, input.environment);
+    return {
+      volatile,
+      decision: {
+        action,
+        ruleId: action === 'deny' ? 'default' : undefined,
+        message: action === 'deny' ? `connection "${input.connectionName}" denies statements no rule allows (policy defaults)` : undefined,
+        matches,
+        rowCap,
+      },
+    };
+  }
+
+  /** Combine the decisions of the statements of one query string: the strictest wins, caps combine. */
+  static combine(decisions: readonly Decision[]): Decision {
+    if (decisions.length === 1) return decisions[0]!;
+    let best = decisions[0]!;
+    let rowCap = best.rowCap;
+    const matches: RuleMatch[] = [];
+    for (const d of decisions) {
+      if (PRECEDENCE[d.action]! > PRECEDENCE[best.action]!) best = d;
+      if (d.rowCap && (!rowCap || d.rowCap.limit < rowCap.limit)) rowCap = d.rowCap;
+      if (d.matches) matches.push(...d.matches);
+    }
+    return { ...best, matches, rowCap: best.action === 'deny' ? undefined : rowCap };
+  }
+}
+
+export type { StatementFacts };

@@ -1,0 +1,207 @@
+/**
+ * The policy stage of the statement pipeline: text -> facts (cached by shape key) -> decision
+ * (cached per session by shape, unless a rule reads `context` or statement text). Dry-run matches
+ * are logged. SQL-level PREPARE/EXECUTE is resolved per session. Analysis fails closed when the
+ * session's settings would make the server read the text differently from our parser.
+ */
+import type { Logger } from 'pino';
+import type { ResolvedConnection } from '../config/load.js';
+import { emptyFacts, type StatementFacts } from '../sql/facts.js';
+import { analyzePostgres } from '../sql/pg-analyzer.js';
+import { statementKey } from '../sql/statement-key.js';
+import type { PipelinePlugin } from '../session/pipeline.js';
+import type { Decision, SessionInfo, Statement } from '../session/types.js';
+import { connectionView, contextView, identityView, statementView, type CelObject } from './cel-view.js';
+import { PolicyEngine, type PolicyInput } from './engine.js';
+
+/** Analyzed statements of one query text, with their CEL views. */
+export interface Analysis {
+  readonly facts: readonly StatementFacts[];
+  readonly views: readonly CelObject[];
+  readonly cacheable: boolean;
+}
+
+/** Client encodings whose multibyte characters can contain ASCII quote or backslash bytes. */
+const UNSAFE_ENCODINGS = new Set(['SJIS', 'SHIFT_JIS_2004', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB']);
+
+/** Facts cache by shape key, shared by all sessions; bounded, oldest evicted first. */
+export class FactsCache {
+  readonly #map = new Map<string, Analysis>();
+  constructor(readonly max = 10_000) {}
+
+  analyze(text: string): Analysis {
+    const key = statementKey(text);
+    const hit = this.#map.get(key);
+    if (hit !== undefined) return hit;
+    const facts = analyzePostgres(text);
+    const analysis: Analysis = { facts, views: facts.map(statementView), cacheable: facts.every((f) => f.cacheable) };
+    if (analysis.cacheable) {
+      if (this.#map.size >= this.max) this.#map.delete(this.#map.keys().next().value!);
+      this.#map.set(key, analysis);
+    }
+    return analysis;
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+}
+
+function failClosed(text: string, reason: string): Analysis {
+  const f = emptyFacts(text);
+  f.parseError = reason;
+  return { facts: [f], views: [statementView(f)], cacheable: false };
+}
+
+interface SessionState {
+  readonly input: PolicyInput;
+  /** Decisions by shape key, for this session's identity and connection. */
+  readonly decisions: Map<string, Decision>;
+  generation: number;
+  /** SQL-level prepared statements: name -> analysis of the prepared statement. */
+  readonly prepared: Map<string, Analysis>;
+}
+
+export interface PolicyStageOptions {
+  readonly logger: Logger;
+  /** Built-in guardrails on this connection? */
+  readonly guardrailsFor: (connection: ResolvedConnection) => boolean;
+  readonly factsCache?: FactsCache;
+  /** Most decisions cached per session. */
+  readonly maxSessionDecisions?: number;
+}
+
+/** The policy stage; `engine` can be swapped on reload without dropping sessions. */
+export class PolicyStage implements PipelinePlugin {
+  readonly name = 'policy';
+  #engine: PolicyEngine;
+  #generation = 0;
+  readonly facts: FactsCache;
+  readonly #sessions = new WeakMap<SessionInfo, SessionState>();
+  readonly #opts: PolicyStageOptions;
+  readonly #log: Logger;
+
+  constructor(engine: PolicyEngine, opts: PolicyStageOptions) {
+    this.#engine = engine;
+    this.#opts = opts;
+    this.#log = opts.logger;
+    this.facts = opts.factsCache ?? new FactsCache();
+    engine.onError = (rule, err) => this.#log.warn({ rule: rule.id, err: (err as Error).message }, 'policy rule failed to evaluate');
+  }
+
+  get engine(): PolicyEngine {
+    return this.#engine;
+  }
+
+  /** Replace the policy (reload); cached decisions are dropped lazily. */
+  swap(engine: PolicyEngine): void {
+    engine.onError = this.#engine.onError;
+    this.#engine = engine;
+    this.#generation++;
+  }
+
+  #state(session: SessionInfo): SessionState {
+    let s = this.#sessions.get(session);
+    if (s === undefined) {
+      const conn = session.connection;
+      s = {
+        input: {
+          identity: identityView(session.identity),
+          connection: connectionView(conn),
+          guardrails: this.#opts.guardrailsFor(conn),
+          connectionName: conn.name,
+          environment: conn.environment,
+          context: () => contextView(session, 'simple'),
+        },
+        decisions: new Map(),
+        generation: this.#generation,
+        prepared: new Map(),
+      };
+      this.#sessions.set(session, s);
+    }
+    if (s.generation !== this.#generation) {
+      s.decisions.clear();
+      s.generation = this.#generation;
+    }
+    return s;
+  }
+
+  /** Analysis of a statement in a session, failing closed on unsafe session settings. */
+  analyze(session: SessionInfo, text: string): Analysis {
+    const params = session.serverParams;
+    if (params.get('standard_conforming_strings') === 'off') {
+      return failClosed(text, 'standard_conforming_strings is off: the statement cannot be analyzed reliably');
+    }
+    const enc = params.get('client_encoding');
+    if (enc !== undefined && UNSAFE_ENCODINGS.has(enc.toUpperCase())) {
+      return failClosed(text, `client_encoding ${enc} cannot be analyzed reliably; use UTF8`);
+    }
+    return this.facts.analyze(text);
+  }
+
+  decide(session: SessionInfo, statement: Statement): Decision {
+    const state = this.#state(session);
+    if (statement.protocol === 'fastpath') {
+      const f = emptyFacts(statement.text);
+      f.kind = 'FUNCTION CALL';
+      f.parsed = true;
+      f.dynamic = true;
+      return this.#evaluateFull(state, { facts: [f], views: [statementView(f)], cacheable: false }, session).decision;
+    }
+    const text = statement.text;
+    // Fast path: the same shape was decided before in this session.
+    const cacheKey = statementKey(text);
+    const params = session.serverParams;
+    const enc = params.get('client_encoding');
+    const safe = params.get('standard_conforming_strings') !== 'off' && (enc === undefined || !UNSAFE_ENCODINGS.has(enc.toUpperCase()));
+    const cached = safe ? state.decisions.get(cacheKey) : undefined;
+    if (cached !== undefined) return cached;
+    let analysis = this.analyze(session, text);
+    analysis = this.#resolveExecute(state, analysis);
+    const { decision, volatile } = this.#evaluateFull(state, analysis, session);
+    if (safe && !volatile && analysis.cacheable && !analysis.facts.some((f) => f.preparedName || f.executeName)) {
+      if (state.decisions.size >= (this.#opts.maxSessionDecisions ?? 1000)) state.decisions.clear();
+      state.decisions.set(cacheKey, decision);
+    }
+    // Remember SQL-level PREPARE of allowed statements for later EXECUTE.
+    if (decision.action === 'allow' || decision.action === 'mask') {
+      for (const f of analysis.facts) {
+        if (f.preparedName) state.prepared.set(f.preparedName, { facts: [f], views: [statementView(f)], cacheable: false });
+        if (f.kind === 'DEALLOCATE') state.prepared.clear();
+      }
+    }
+    return decision;
+  }
+
+  /** EXECUTE name -> the facts of the statement PREPAREd under that name in this session. */
+  #resolveExecute(state: SessionState, analysis: Analysis): Analysis {
+    if (!analysis.facts.some((f) => f.executeName)) return analysis;
+    const facts: StatementFacts[] = [];
+    for (const f of analysis.facts) {
+      const prepared = f.executeName ? state.prepared.get(f.executeName) : undefined;
+      if (prepared) facts.push({ ...prepared.facts[0]!, text: f.text, preparedName: '', executeName: f.executeName, dynamic: prepared.facts[0]!.dynamic });
+      else facts.push(f);
+    }
+    return { facts, views: facts.map(statementView), cacheable: false };
+  }
+
+  #evaluateFull(state: SessionState, analysis: Analysis, session: SessionInfo): { decision: Decision; volatile: boolean } {
+    const engine = this.#engine;
+    let volatile = false;
+    const decisions: Decision[] = [];
+    for (const view of analysis.views) {
+      const r = engine.evaluate(view, state.input);
+      volatile ||= r.volatile;
+      decisions.push(r.decision);
+    }
+    const decision = PolicyEngine.combine(decisions);
+    const dry = decision.matches?.filter((m) => m.mode === 'dry-run');
+    if (dry && dry.length > 0) {
+      this.#log.info(
+        { event: 'policy_dry_run', session: session.id, user: session.identity.name, connection: session.connection.name, rules: dry.map((m) => `${m.id}:${m.action}`), statement: analysis.facts.map((f) => f.text).join('; ').slice(0, 2048) },
+        'dry-run rule matched; statement not affected',
+      );
+    }
+    return { decision, volatile };
+  }
+}

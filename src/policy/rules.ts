@@ -1,0 +1,134 @@
+/**
+ * Policy files: YAML in git, validated with a schema, each rule's CEL condition compiled once at
+ * load. Errors name the file, the rule id and the reason.
+ * docs/policy.md is the language reference.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseCel } from '@marcbachmann/cel-js';
+import { LineCounter, parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+
+export const RULE_ACTIONS = ['allow', 'deny', 'require_approval', 'mask', 'limit_rows', 'audit'] as const;
+export type RuleAction = (typeof RULE_ACTIONS)[number];
+
+const ruleSchema = z
+  .object({
+    id: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'expected an id of letters, digits, ".", "_", ":" and "-"'),
+    description: z.string().optional(),
+    /** CEL condition over identity, connection, statement and context. */
+    when: z.string().optional(),
+    action: z.enum(RULE_ACTIONS).optional(),
+    message: z.string().optional(),
+    mode: z.enum(['enforce', 'dry-run']).optional(),
+    controls: z.array(z.string()).optional(),
+    /** limit_rows: the most rows one UPDATE, DELETE or MERGE may change. */
+    max_rows: z.number().int().min(0).optional(),
+    /** false removes a rule (for example a built-in guardrail) by id. */
+    enabled: z.boolean().optional(),
+    /** SQLSTATE of the refusal (default 42501). */
+    sqlstate: z.string().regex(/^[0-9A-Z]{5}$/).optional(),
+  })
+  .strict();
+
+export type RuleSpec = z.infer<typeof ruleSchema>;
+
+const defaultsSchema = z
+  .object({
+    /** Action when no enforcing rule decides. */
+    action: z.enum(['allow', 'deny']).optional(),
+    /** Per environment label (e.g. production: deny). */
+    environments: z.record(z.string(), z.enum(['allow', 'deny'])).optional(),
+    /** Per connection name; wins over environments. */
+    connections: z.record(z.string(), z.enum(['allow', 'deny'])).optional(),
+  })
+  .strict();
+
+export const policyFileSchema = z
+  .object({
+    rules: z.array(ruleSchema).default([]),
+    defaults: defaultsSchema.optional(),
+  })
+  .strict();
+
+export type PolicyFile = z.infer<typeof policyFileSchema>;
+export type Defaults = z.infer<typeof defaultsSchema>;
+
+/** A rule ready to evaluate. */
+export interface CompiledRule {
+  readonly id: string;
+  readonly description: string;
+  readonly source: string;
+  readonly condition: string;
+  readonly test: (ctx: Record<string, unknown>) => unknown;
+  readonly action: RuleAction;
+  readonly message: string;
+  readonly mode: 'enforce' | 'dry-run';
+  readonly controls: readonly string[];
+  readonly maxRows: number | undefined;
+  readonly sqlstate: string | undefined;
+  /** The condition reads `context` or statement text: its result cannot be cached by shape. */
+  readonly volatile: boolean;
+  /** Built-in guardrail: evaluated only on connections with guardrails on. */
+  readonly guardrail: boolean;
+}
+
+/** A complete rule (after merging overrides) compiled; `where` names it in errors. */
+export function compileRule(spec: RuleSpec, where: string, guardrail: boolean): CompiledRule {
+  if (!spec.when) throw new ConfigError(`${where}: rule "${spec.id}": "when" is required (a CEL condition)`);
+  if (!spec.action) throw new ConfigError(`${where}: rule "${spec.id}": "action" is required (one of ${RULE_ACTIONS.join(', ')})`);
+  if (spec.action === 'limit_rows' && spec.max_rows === undefined) throw new ConfigError(`${where}: rule "${spec.id}": action limit_rows needs max_rows`);
+  let test: (ctx: Record<string, unknown>) => unknown;
+  try {
+    test = parseCel(spec.when) as unknown as (ctx: Record<string, unknown>) => unknown;
+  } catch (err) {
+    throw new ConfigError(`${where}: rule "${spec.id}": invalid condition: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return {
+    id: spec.id,
+    description: spec.description ?? '',
+    source: where,
+    condition: spec.when,
+    test,
+    action: spec.action,
+    message: spec.message ?? spec.description ?? `matched rule ${spec.id}`,
+    mode: spec.mode ?? 'enforce',
+    controls: spec.controls ?? [],
+    maxRows: spec.max_rows,
+    sqlstate: spec.sqlstate,
+    volatile: /\bcontext\b|\.text\b/.test(spec.when),
+    guardrail,
+  };
+}
+
+/** Parse a policy file's text; errors name the file and the key or rule. */
+export function parsePolicyFile(text: string, file: string): PolicyFile {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const pos = lineCounter.linePos(e.pos[0]);
+    throw new ConfigError(`${file}: line ${pos.line}, column ${pos.col}: invalid YAML: ${e.message.split('\n')[0]}`);
+  }
+  const result = policyFileSchema.safeParse(doc.toJS() ?? {});
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const path = issue.path;
+    let where = path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+    const raw = doc.toJS() as { rules?: Array<{ id?: string }> } | null;
+    if (path[0] === 'rules' && typeof path[1] === 'number' && raw?.rules?.[path[1]]?.id) where += ` (rule "${raw.rules[path[1]]!.id}")`;
+    const message = issue.code === 'unrecognized_keys' ? `unknown key ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
+    throw new ConfigError(`${file}: ${where || '(top level)'}: ${message}`);
+  }
+  return result.data;
+}
+
+export function loadPolicyFile(file: string): PolicyFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read the policy file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  return parsePolicyFile(text, file);
+}
