@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +53,8 @@ describe('gatehouse CLI', { concurrency: true }, () => {
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'gh-cli-test-'));
+    // examples/local.yaml refers to its policy files relative to itself.
+    cpSync(join(ROOT, 'examples/policies'), join(dir, 'policies'), { recursive: true });
   });
   after(() => {
     rmSync(dir, { recursive: true, force: true });

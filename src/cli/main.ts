@@ -13,6 +13,7 @@ import { ConfigError, GatehouseError } from '../errors.js';
 import { createVerifier } from '../identity/scram.js';
 import { runPrimary, runWorker } from '../server/cluster.js';
 import { startNode } from '../server/node.js';
+import { registerPolicyCommands } from './policy.js';
 
 const VERSION = '0.1.0';
 
@@ -101,6 +102,8 @@ export async function main(argv: string[]): Promise<number> {
     .action(serve);
 
   program.command('check').description('validate a configuration file').requiredOption('-c, --config <file>', 'configuration file').action(check);
+
+  registerPolicyCommands(program);
 
   const user = program.command('user').description('manage local users');
   user

@@ -26,12 +26,10 @@ export class ProxyMetrics {
     labelNames: ['connection', 'outcome'] as const,
     registers: [this.registry],
   });
-  readonly bytesTotal = new Counter({
-    name: 'gatehouse_bytes_total',
-    help: 'Bytes relayed, by direction (client_to_upstream, upstream_to_client)',
-    labelNames: ['direction'] as const,
-    registers: [this.registry],
-  });
+  /** Relayed bytes, kept as plain numbers on the hot path and published at scrape time. */
+  #bytesIn = 0;
+  #bytesOut = 0;
+  readonly bytesTotal: Counter<'direction'>;
   readonly errorsTotal = new Counter({
     name: 'gatehouse_errors_total',
     help: 'Errors by kind (protocol, auth, upstream_connect, upstream_lost, internal)',
@@ -53,17 +51,26 @@ export class ProxyMetrics {
     registers: [this.registry],
   });
 
-  readonly #bytesIn = this.bytesTotal.labels('client_to_upstream');
-  readonly #bytesOut = this.bytesTotal.labels('upstream_to_client');
-
   constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const self = this;
+    this.bytesTotal = new Counter({
+      name: 'gatehouse_bytes_total',
+      help: 'Bytes relayed, by direction (client_to_upstream, upstream_to_client)',
+      labelNames: ['direction'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc({ direction: 'client_to_upstream' }, self.#bytesIn);
+        this.inc({ direction: 'upstream_to_client' }, self.#bytesOut);
+      },
+    });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_' });
   }
 
   /** Count relayed bytes (called per chunk). */
   readonly onBytes = (fromClient: number, fromUpstream: number): void => {
-    if (fromClient > 0) this.#bytesIn.inc(fromClient);
-    if (fromUpstream > 0) this.#bytesOut.inc(fromUpstream);
+    this.#bytesIn += fromClient;
+    this.#bytesOut += fromUpstream;
   };
 
   /** The pipeline stage that counts statements and observes their latency. */

@@ -19,7 +19,7 @@ export function statementView(f: StatementFacts): CelObject {
     tables_read: f.tablesRead,
     tables_written: f.tablesWritten,
     columns: f.columns,
-    writes: f.writes.map((w) => ({ kind: w.kind, table: w.table, bounded: w.bounded, in_cte: w.inCte })),
+    writes: f.writes.map((w) => ({ kind: w.kind, table: w.table, bounded: w.bounded, in_cte: w.inCte, upsert: w.upsert === true })),
     has_where: f.hasWhere,
     unbounded_write: f.unboundedWrite,
     has_limit: f.hasLimit,

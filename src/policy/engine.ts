@@ -94,7 +94,8 @@ export class PolicyEngine {
         matched = rule.test(ctx) === true;
       } catch (err) {
         this.onError(rule, err);
-        matched = rule.action === 'deny' || rule.action === 'require_approval';
+        // Fail closed: a rule that cannot be evaluated counts as matched unless it would grant.
+        matched = rule.action !== 'allow' && rule.action !== 'mask';
       }
       if (!matched) continue;
       matches.push({ id: rule.id, action: rule.action, mode: rule.mode, controls: rule.controls, message: rule.message });

@@ -92,6 +92,22 @@ export const GUARDRAILS: readonly RuleSpec[] = [
     controls: ['NIST:AC-6(9)'],
   },
   {
+    id: 'guard.lexical-settings',
+    description: 'SET standard_conforming_strings / client_encoding: they change how the server reads the statements that follow.',
+    when: 'statement.setting in ["standard_conforming_strings", "client_encoding", "names"]',
+    action: 'deny',
+    message: 'changing standard_conforming_strings or client_encoding is not allowed on production (statements after it could not be analyzed reliably)',
+    controls: ['SOC2:CC8.1'],
+  },
+  {
+    id: 'guard.unclassified',
+    description: 'A statement the analyzer parsed but could not classify.',
+    when: 'statement.parsed && statement.category == "unknown" && !statement.dynamic',
+    action: 'deny',
+    message: 'statement type is not classified, so it is not allowed on production',
+    controls: ['SOC2:CC8.1'],
+  },
+  {
     id: 'guard.session-identity',
     description: 'SET ROLE, SET SESSION AUTHORIZATION, SET session_replication_role (and RESET of them).',
     when: 'statement.setting in ["role", "session_authorization", "session_replication_role"]',
@@ -109,8 +125,8 @@ export const GUARDRAILS: readonly RuleSpec[] = [
   },
   {
     id: 'guard.uncappable-write',
-    description: 'UPDATE/DELETE/MERGE whose affected rows the breaker cannot see: inside a CTE, or under EXPLAIN ANALYZE.',
-    when: 'statement.writes.exists(w, w.kind != "INSERT" && (w.in_cte || statement.analyze))',
+    description: 'UPDATE/DELETE/MERGE whose affected rows the breaker cannot see: inside a CTE or COPY (query), or under EXPLAIN ANALYZE.',
+    when: 'statement.writes.exists(w, (w.kind != "INSERT" || w.upsert) && (w.in_cte || statement.analyze))',
     action: 'deny',
     message: 'the row limit cannot be enforced on a data-modifying CTE or EXPLAIN ANALYZE; run the UPDATE/DELETE directly',
     controls: ['SOC2:CC8.1'],
@@ -118,7 +134,8 @@ export const GUARDRAILS: readonly RuleSpec[] = [
   {
     id: 'guard.ddl-approval',
     description: 'Other DDL on production needs approval.',
-    when: 'statement.category == "ddl"',
+    // DROP, TRUNCATE and destructive ALTERs have rules of their own (so a dry-run of those lets them through).
+    when: `statement.category == "ddl" && statement.kind != "DROP" && !(statement.kind.startsWith("ALTER ") && statement.subcommands.exists(s, s in ${list(['DROP COLUMN', 'ALTER COLUMN TYPE', 'RENAME', 'RENAME COLUMN', 'RENAME CONSTRAINT', 'DROP CONSTRAINT'])}))`,
     action: 'require_approval',
     message: 'DDL on production requires approval',
     controls: ['SOC2:CC8.1', 'NIST:CM-3'],
@@ -126,7 +143,7 @@ export const GUARDRAILS: readonly RuleSpec[] = [
   {
     id: 'guard.row-cap',
     description: 'Affected-rows circuit breaker for UPDATE, DELETE and MERGE.',
-    when: 'statement.writes.exists(w, w.kind != "INSERT")',
+    when: 'statement.writes.exists(w, w.kind != "INSERT" || w.upsert)',
     action: 'limit_rows',
     max_rows: 1000,
     message: 'the statement would change more rows than allowed on production',

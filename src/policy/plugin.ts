@@ -11,8 +11,9 @@ import { analyzePostgres } from '../sql/pg-analyzer.js';
 import { statementKey } from '../sql/statement-key.js';
 import type { PipelinePlugin } from '../session/pipeline.js';
 import type { Decision, SessionInfo, Statement } from '../session/types.js';
-import { connectionView, contextView, identityView, statementView, type CelObject } from './cel-view.js';
-import { PolicyEngine, type PolicyInput } from './engine.js';
+import { contextView, statementView, type CelObject } from './cel-view.js';
+import { createPolicyInput, decideStatements } from './decide.js';
+import type { PolicyEngine, PolicyInput } from './engine.js';
 
 /** Analyzed statements of one query text, with their CEL views. */
 export interface Analysis {
@@ -105,14 +106,7 @@ export class PolicyStage implements PipelinePlugin {
     if (s === undefined) {
       const conn = session.connection;
       s = {
-        input: {
-          identity: identityView(session.identity),
-          connection: connectionView(conn),
-          guardrails: this.#opts.guardrailsFor(conn),
-          connectionName: conn.name,
-          environment: conn.environment,
-          context: () => contextView(session, 'simple'),
-        },
+        input: createPolicyInput(session.identity, conn, this.#opts.guardrailsFor(conn), () => contextView(session, 'simple')),
         decisions: new Map(),
         generation: this.#generation,
         prepared: new Map(),
@@ -155,7 +149,10 @@ export class PolicyStage implements PipelinePlugin {
     const enc = params.get('client_encoding');
     const safe = params.get('standard_conforming_strings') !== 'off' && (enc === undefined || !UNSAFE_ENCODINGS.has(enc.toUpperCase()));
     const cached = safe ? state.decisions.get(cacheKey) : undefined;
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) {
+      if (cached.matches !== undefined && cached.matches.length > 0) this.#logDryRun(cached, session, text);
+      return cached;
+    }
     let analysis = this.analyze(session, text);
     analysis = this.#resolveExecute(state, analysis);
     const { decision, volatile } = this.#evaluateFull(state, analysis, session);
@@ -179,29 +176,26 @@ export class PolicyStage implements PipelinePlugin {
     const facts: StatementFacts[] = [];
     for (const f of analysis.facts) {
       const prepared = f.executeName ? state.prepared.get(f.executeName) : undefined;
-      if (prepared) facts.push({ ...prepared.facts[0]!, text: f.text, preparedName: '', executeName: f.executeName, dynamic: prepared.facts[0]!.dynamic });
+      // EXPLAIN ANALYZE EXECUTE p keeps its EXPLAIN flags: the breaker cannot see those rows.
+      if (prepared) facts.push({ ...prepared.facts[0]!, text: f.text, preparedName: '', executeName: f.executeName, explain: f.explain, analyze: f.analyze });
       else facts.push(f);
     }
     return { facts, views: facts.map(statementView), cacheable: false };
   }
 
   #evaluateFull(state: SessionState, analysis: Analysis, session: SessionInfo): { decision: Decision; volatile: boolean } {
-    const engine = this.#engine;
-    let volatile = false;
-    const decisions: Decision[] = [];
-    for (const view of analysis.views) {
-      const r = engine.evaluate(view, state.input);
-      volatile ||= r.volatile;
-      decisions.push(r.decision);
-    }
-    const decision = PolicyEngine.combine(decisions);
-    const dry = decision.matches?.filter((m) => m.mode === 'dry-run');
-    if (dry && dry.length > 0) {
-      this.#log.info(
-        { event: 'policy_dry_run', session: session.id, user: session.identity.name, connection: session.connection.name, rules: dry.map((m) => `${m.id}:${m.action}`), statement: analysis.facts.map((f) => f.text).join('; ').slice(0, 2048) },
-        'dry-run rule matched; statement not affected',
-      );
-    }
+    const { decision, volatile } = decideStatements(this.#engine, analysis, state.input);
+    this.#logDryRun(decision, session, analysis.facts.map((f) => f.text).join('; '));
     return { decision, volatile };
+  }
+
+  /** Dry-run matches are logged on every execution, cached decision or not. */
+  #logDryRun(decision: Decision, session: SessionInfo, text: string): void {
+    const dry = decision.matches?.filter((m) => m.mode === 'dry-run');
+    if (dry === undefined || dry.length === 0) return;
+    this.#log.info(
+      { event: 'policy_dry_run', session: session.id, user: session.identity.name, connection: session.connection.name, rules: dry.map((m) => `${m.id}:${m.action}`), statement: text.slice(0, 2048) },
+      'dry-run rule matched; statement not affected',
+    );
   }
 }

@@ -12,8 +12,10 @@ export interface WriteOperation {
   readonly table: string;
   /** For UPDATE/DELETE/MERGE: the rows are bounded by a condition on columns. */
   readonly bounded: boolean;
-  /** Found inside a WITH clause rather than at the top level. */
+  /** Nested rather than top level: inside a WITH clause or a COPY (query); its rows are not in a DML command tag. */
   readonly inCte: boolean;
+  /** INSERT ... ON CONFLICT DO UPDATE: may change existing rows like an UPDATE. */
+  readonly upsert?: boolean;
 }
 
 export interface StatementFacts {

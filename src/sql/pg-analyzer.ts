@@ -5,6 +5,7 @@
  */
 import { loadModule, parseSync } from 'libpg-query';
 import { emptyFacts, type Category, type StatementFacts, type WriteOperation } from './facts.js';
+import { statementKey } from './statement-key.js';
 
 type Node = Record<string, unknown>;
 
@@ -147,6 +148,22 @@ function referencesColumn(node: unknown): boolean {
 }
 
 /**
+ * Does a WHERE/ON condition bound the rows? It must reference a column, and an OR bounds only if
+ * every branch does (`id = 1 OR true` does not). Tautologies on columns (`id = id`) are left to
+ * the row-cap breaker.
+ */
+function bounds(node: unknown): boolean {
+  if (node === null || node === undefined) return false;
+  const b = (node as Node).BoolExpr as Node | undefined;
+  if (b !== undefined) {
+    const args = (b.args as unknown[] | undefined) ?? [];
+    if (b.boolop === 'OR_EXPR') return args.length > 0 && args.every(bounds);
+    if (b.boolop === 'AND_EXPR') return args.some(bounds);
+  }
+  return referencesColumn(node);
+}
+
+/**
  * Walk any subtree collecting tables (split read/written), columns, functions and write
  * operations. `ctes` holds the CTE names visible here.
  */
@@ -218,8 +235,9 @@ function walkStatement(type: string, v: Node, c: Collector, outer: ReadonlySet<s
   c.tables.add(target);
   c.written.add(target);
   const kind = type === 'InsertStmt' ? 'INSERT' : type === 'UpdateStmt' ? 'UPDATE' : type === 'DeleteStmt' ? 'DELETE' : 'MERGE';
-  const bounded = kind === 'INSERT' ? true : kind === 'MERGE' ? referencesColumn(v.joinCondition) : referencesColumn(v.whereClause);
-  c.writes.push({ kind, table: target, bounded, inCte });
+  const bounded = kind === 'INSERT' ? true : kind === 'MERGE' ? bounds(v.joinCondition) : bounds(v.whereClause);
+  const conflict = (v.onConflictClause as Node | undefined)?.action;
+  c.writes.push({ kind, table: target, bounded, inCte, upsert: conflict === 'ONCONFLICT_UPDATE' });
   for (const [k, val] of Object.entries(v)) if (k !== 'withClause' && k !== 'relation') walk(val, c, ctes, inCte);
 }
 
@@ -266,7 +284,7 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
     case 'MergeStmt': {
       f.kind = type === 'InsertStmt' ? 'INSERT' : type === 'UpdateStmt' ? 'UPDATE' : type === 'DeleteStmt' ? 'DELETE' : 'MERGE';
       f.category = 'write';
-      f.hasWhere = type === 'MergeStmt' ? referencesColumn(v.joinCondition) : referencesColumn(v.whereClause);
+      f.hasWhere = type === 'MergeStmt' ? bounds(v.joinCondition) : bounds(v.whereClause);
       walkStatement(type, v, c, new Set(), false);
       break;
     }
@@ -285,16 +303,12 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
       }
       break;
     case 'DropdbStmt':
-      f.objectType = 'DATABASE';
-      break;
     case 'DropRoleStmt':
-      f.objectType = 'ROLE';
-      break;
     case 'DropTableSpaceStmt':
-      f.objectType = 'TABLESPACE';
-      break;
     case 'DropSubscriptionStmt':
-      f.objectType = 'SUBSCRIPTION';
+      f.kind = 'DROP';
+      f.objectType = type === 'DropdbStmt' ? 'DATABASE' : type === 'DropRoleStmt' ? 'ROLE' : type === 'DropTableSpaceStmt' ? 'TABLESPACE' : 'SUBSCRIPTION';
+      f.category = type === 'DropRoleStmt' ? 'dcl' : 'ddl';
       break;
     case 'AlterTableStmt': {
       f.objectType = OBJECT_TYPES[String(v.objtype)] ?? 'TABLE';
@@ -332,7 +346,18 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
       break;
     case 'GrantRoleStmt':
       f.kind = v.is_grant ? 'GRANT' : 'REVOKE';
+      f.category = 'dcl';
       f.objectType = 'ROLE';
+      break;
+    case 'DefineStmt':
+      // CREATE AGGREGATE / OPERATOR / COLLATION / TEXT SEARCH ... / TYPE (base)
+      f.objectType = OBJECT_TYPES[String(v.kind)] ?? String(v.kind).replace('OBJECT_', '').replace(/_/g, ' ');
+      f.kind = `CREATE ${f.objectType}`;
+      f.category = 'ddl';
+      break;
+    case 'SecLabelStmt':
+      f.kind = 'SECURITY LABEL';
+      f.category = 'ddl';
       break;
     case 'CopyStmt': {
       f.kind = 'COPY';
@@ -346,7 +371,7 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
         c.tables.add(name);
         (from ? c.written : c.read).add(name);
       }
-      if (v.query) walk(v.query, c, new Set(), false);
+      if (v.query) walk(v.query, c, new Set(), true); // COPY (DELETE ... RETURNING) TO: rows hidden in "COPY n"
       break;
     }
     case 'VariableSetStmt': {
@@ -379,6 +404,9 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
       const inner = analyzeNode(v.query as Node, text);
       inner.explain = true;
       inner.analyze = analyze;
+      // EXPLAIN (ANALYZE 'off') vs (ANALYZE 'on'): option values are literals, so the shape key
+      // cannot tell them apart.
+      if (((v.options as Node[] | undefined) ?? []).some((o) => (o.DefElem as Node).arg !== undefined)) inner.cacheable = false;
       if (!analyze) {
         // Plain EXPLAIN plans without executing: a read of the same tables.
         inner.kind = 'EXPLAIN';
@@ -466,6 +494,14 @@ function sliceStatement(text: string, bytes: Buffer | null, location: number, le
 
 /** Analyze a SQL string (possibly several statements). Parse failure yields one "unknown" statement. */
 export function analyzePostgres(text: string): StatementFacts[] {
+  if (statementKey(text).replace(/[;\s]/g, '') === '') {
+    // Empty, blank or comment-only: PostgreSQL answers EmptyQueryResponse.
+    const f = emptyFacts(text);
+    f.kind = 'EMPTY';
+    f.category = 'read';
+    f.parsed = true;
+    return [f];
+  }
   let tree: { stmts?: Array<{ stmt?: Node; stmt_location?: number; stmt_len?: number }> };
   try {
     tree = parseSync(text) as typeof tree;

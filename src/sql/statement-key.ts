@@ -15,6 +15,10 @@
 
 const NUMBER = '\0n';
 const STRING = '\0s';
+/** Prefixed strings E'', B'', X'', N'' get this plus the prefix letter (never equal to NUMBER). */
+const PREFIXED = '\0S';
+/** Prefix of keys that are the raw text (texts whose literals carry meaning). */
+const RAW = '\0raw:';
 
 function isIdentStart(c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x5f || c >= 0x80;
@@ -84,10 +88,10 @@ export function statementKey(sql: string): string {
   let run = 0; // start of the pending unchanged run
   let i = 0;
   // Leading whitespace/comments are dropped; `sep` marks that a separator is owed.
-  let sep = 0; // 0 none, 1 space, 2 newline
+  let sep = 0; // 0 none, 1 space, 2 newline, 3 block comment
   let started = false;
   const emitSep = (): void => {
-    if (sep !== 0 && started) out += sep === 2 ? '\n' : ' ';
+    if (sep !== 0 && started) out += sep === 2 ? '\n' : sep === 3 ? ' \0c ' : ' ';
     sep = 0;
   };
   while (i < n) {
@@ -106,7 +110,7 @@ export function statementKey(sql: string): string {
       while (i < n) {
         const w = sql.charCodeAt(i);
         if (isSpace(w)) {
-          if (w === 0x0a || w === 0x0d) sep = 2;
+          if ((w === 0x0a || w === 0x0d) && sep !== 3) sep = 2;
           else if (sep === 0) sep = 1;
           i++;
         } else if (w === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
@@ -129,7 +133,9 @@ export function statementKey(sql: string): string {
             return out + sql.slice(i); // unterminated: keep the raw rest
           }
           i = j;
-          if (sep === 0) sep = 1;
+          // A block comment is not whitespace for string continuation ('a' /* */ + newline + 'b'
+          // is two literals, unlike 'a' + newline + 'b'): give it a separator of its own.
+          sep = 3;
         } else break;
       }
       if (i < n) emitSep();
@@ -151,16 +157,14 @@ export function statementKey(sql: string): string {
       if (next === 0x27 && c < 0x80 && (lower === 0x65 || lower === 0x62 || lower === 0x78 || lower === 0x6e)) {
         const end = endOfQuoted(sql, i + 2, 0x27, lower === 0x65);
         if (end < 0) return out + sql.slice(run);
-        out += sql.slice(run, i) + '\0' + String.fromCharCode(lower);
+        out += sql.slice(run, i) + PREFIXED + String.fromCharCode(lower);
         i = run = end;
         continue;
       }
       if (lower === 0x75 && next === 0x26 /* & */ && (sql.charCodeAt(i + 2) === 0x27 || sql.charCodeAt(i + 2) === 0x22)) {
-        // U&'...' / U&"...": kept verbatim (rare; UESCAPE follows as ordinary tokens).
-        const end = endOfQuoted(sql, i + 3, sql.charCodeAt(i + 2), false);
-        if (end < 0) return out + sql.slice(run);
-        i = end;
-        continue;
+        // U&'...' / U&"...": the meaning depends on a later UESCAPE string literal, so such a text
+        // shares its key with nothing (rare in practice).
+        return RAW + sql;
       }
       let j = i;
       let upper = false;

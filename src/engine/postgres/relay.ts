@@ -1,16 +1,26 @@
 /**
  * One proxied PostgreSQL session after the handshake: two FrameScanners (client -> upstream and
  * upstream -> client) and the bookkeeping that maps wire messages to the pipeline's statement
- * events: a Query or a Parse is decided before it is forwarded; every Query and Execute is an
- * execution that completes at CommandComplete / EmptyQueryResponse / PortalSuspended /
- * ErrorResponse (or ReadyForQuery for a Query); RowDescription opens a result that a row
- * transform may rewrite.
+ * events.
  *
- * Refusals keep the server's own semantics: a denied Query or Parse is replaced by one that the
- * server rejects at parse time with a token only Gatehouse knows, and the server's error is
- * rewritten into the refusal. So the refusal arrives exactly where the server would report an
- * error, the server itself skips to the next Sync, and the transaction state (implicit
- * transaction rolled back, explicit one failed) is the server's, never emulated.
+ * Response accounting: every message forwarded upstream that the server answers pushes an
+ * expectation (Parse -> ParseComplete, Bind -> BindComplete, Describe -> description, Execute ->
+ * completion, Close -> CloseComplete, Sync/Query/FunctionCall -> ReadyForQuery). Server messages
+ * are matched to the head expectation, so Gatehouse always knows which client message a response
+ * answers, can inject messages of its own (their responses are dropped) and knows when the
+ * server has answered everything ("quiet"). After an error in the extended protocol the server
+ * skips to the next Sync; so do the expectations.
+ *
+ * Refusals keep the server's own semantics: a denied Query, Parse or FunctionCall is replaced by
+ * a statement the server rejects at parse time, and that error is rewritten into the refusal. So
+ * the refusal arrives exactly where the server would report an error, the server itself skips to
+ * the next Sync, and the transaction state (implicit transaction rolled back, explicit one
+ * failed) is the server's, never emulated.
+ *
+ * Affected-rows circuit breaker: an UPDATE/DELETE/MERGE under a row cap runs inside a transaction
+ * (autocommit) or a savepoint (client transaction) that Gatehouse opens; when its command tag
+ * reports more rows than the cap, Gatehouse rolls back and refuses, so nothing changed and a
+ * client transaction stays usable.
  * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
  */
 import { randomBytes } from 'node:crypto';
@@ -38,6 +48,15 @@ import {
 import type { Pipeline } from '../../session/pipeline.js';
 import { permits, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from '../../session/types.js';
 
+/** Largest frame accepted when only passed through (PostgreSQL's own MaxAllocSize). */
+const MAX_FRAME = 0x3fffffff;
+
+/** A per-process token: statements carrying it fail to parse; errors naming it are ours. */
+const DENY_TOKEN = `gatehouse_refused_${randomBytes(6).toString('hex')}`;
+
+/** Savepoint name used by the row-cap breaker inside client transactions. */
+const CAP_SAVEPOINT = 'gatehouse_row_cap';
+
 /** Whether an ErrorResponse body has severity FATAL or PANIC ('V' field, never localized). */
 function isFatal(frame: Buffer, start: number, end: number): boolean {
   let p = start;
@@ -51,26 +70,46 @@ function isFatal(frame: Buffer, start: number, end: number): boolean {
   return false;
 }
 
-/** Largest frame accepted when only passed through (PostgreSQL's own MaxAllocSize). */
-const MAX_FRAME = 0x3fffffff;
-
-/** A per-process token: statements carrying it fail to parse; errors naming it are ours. */
-const DENY_TOKEN = `gatehouse_refused_${randomBytes(6).toString('hex')}`;
+/** What a forwarded message expects from the server. */
+const enum Exp {
+  Parse = 1,
+  Bind,
+  Describe,
+  Execute,
+  Close,
+  Sync,
+  /** A simple Query: answered up to its ReadyForQuery. */
+  Query,
+  /** A FunctionCall: FunctionCallResponse then ReadyForQuery. */
+  Call,
+}
 
 interface PendingExecution extends Execution {
-  /** Index of the Sync/Query segment it belongs to. */
-  readonly segment: number;
-  /** true for a simple Query (completes at ReadyForQuery). */
-  readonly simple: boolean;
   /** DataRows seen (used when the command tag has no row count). */
   dataRows: number;
 }
 
-interface PendingRefusal {
-  readonly marker: Buffer;
-  readonly segment: number;
-  readonly error: Buffer;
-  readonly sqlstate: string;
+interface Expectation {
+  readonly kind: Exp;
+  /** Sent by Gatehouse: its responses are dropped (errors are still shown). */
+  readonly injected: boolean;
+  readonly exec: PendingExecution | null;
+  /** A substituted (refused) message: its ErrorResponse becomes this refusal. */
+  readonly refusal: Buffer | null;
+  /** The ReadyForQuery of this injected message goes to the client (breaker finalizer). */
+  readonly forwardReady: boolean;
+  /** Row cap of this Execute/Query, if any. */
+  readonly cap: CapRun | null;
+}
+
+/** One run of the affected-rows breaker. */
+interface CapRun {
+  readonly limit: number;
+  readonly refusal: Buffer;
+  /** autocommit: Gatehouse opened a transaction; savepoint: inside the client's transaction. */
+  readonly mode: 'autocommit' | 'savepoint';
+  tripped: boolean;
+  errored: boolean;
 }
 
 export interface RelayOptions {
@@ -87,6 +126,27 @@ export interface RelayOptions {
 
 const UNNAMED_STATEMENT: Statement = { text: '', protocol: 'extended', name: '', decision: { action: 'allow' } };
 
+function expectation(kind: Exp, exec: PendingExecution | null = null, injected = false): Expectation {
+  return { kind, injected, exec, refusal: null, forwardReady: false, cap: null };
+}
+
+/** Tags of the upstream frames the relay inspects in pass-through. */
+const UPSTREAM_HELD = [
+  BackendCode.ParseComplete,
+  BackendCode.BindComplete,
+  BackendCode.CloseComplete,
+  BackendCode.NoData,
+  BackendCode.ParameterDescription,
+  BackendCode.RowDescription,
+  BackendCode.CommandComplete,
+  BackendCode.EmptyQueryResponse,
+  BackendCode.PortalSuspended,
+  BackendCode.ErrorResponse,
+  BackendCode.ReadyForQuery,
+  BackendCode.ParameterStatus,
+  BackendCode.FunctionCallResponse,
+];
+
 export class PgRelay {
   readonly session: SessionInfo;
   readonly #pipeline: Pipeline;
@@ -102,24 +162,33 @@ export class PgRelay {
   /** Prepared statements and portals by name, as the server holds them. */
   readonly #statements = new Map<string, Statement>();
   readonly #portals = new Map<string, Statement>();
-  /** Executions in the order the server will answer them. */
-  readonly #executions: PendingExecution[] = [];
-  readonly #refusals: PendingRefusal[] = [];
-  #refusalSeq = 0;
-  /** Segments (Query or Sync) sent upstream, and answered by ReadyForQuery. */
-  #segmentsSent = 0;
-  #segmentsDone = 0;
+  /** What the server still owes, in order. */
+  #expect: Expectation[] = [];
+  /** Transaction state as of the last message the server answered (tags and ReadyForQuery). */
+  #txNow: 'I' | 'T' | 'E' = 'I';
+  /** The server reported an error in the current extended-protocol segment (skipping to Sync). */
+  #segmentFailed = false;
   /** Row transform of the current result, if any. */
   #transform: RowTransform | null = null;
   #columns: ResultColumn[] = [];
   #closed = false;
   #terminating = false;
   #draining = false;
-  /** Reasons the client socket is paused: 1 = decision pending, 2 = upstream backpressure. */
+  /** Reasons the client socket is paused: 1 = decision or breaker pending, 2 = upstream backpressure. */
   #clientPause = 0;
   #upstreamPaused = false;
   /** The upstream already told the client why it is closing (FATAL ErrorResponse relayed). */
   #upstreamSentFatal = false;
+  /** Run when the server has answered everything sent so far. */
+  #onQuiet: (() => void) | null = null;
+  /** Breaker: drop the rest of the current simple query's responses up to its ReadyForQuery. */
+  #dropUntilReady = false;
+  /** Breaker (extended): the client's messages until Sync are skipped, as after a server error. */
+  #skipUntilSync = false;
+  /** Breaker (extended, autocommit): finish Gatehouse's transaction at the client's next Sync. */
+  #finishAtSync: 'commit' | 'rollback' | null = null;
+  /** The client stream is held until the breaker's finalizer is answered. */
+  #holdUntilReady = false;
 
   constructor(opts: RelayOptions) {
     this.session = opts.session;
@@ -132,21 +201,22 @@ export class PgRelay {
 
     const limits = { maxFrame: MAX_FRAME, maxHeld: opts.maxMessageBytes };
     this.#fromClient = new FrameScanner(this.#clientHandler, limits);
-    for (const t of [FrontendCode.Query, FrontendCode.Parse, FrontendCode.Bind, FrontendCode.Execute, FrontendCode.Close, FrontendCode.Sync, FrontendCode.Terminate, FrontendCode.FunctionCall]) {
+    // Every message the server answers is held (to account for it); CopyData and Flush pass.
+    for (const t of [
+      FrontendCode.Query,
+      FrontendCode.Parse,
+      FrontendCode.Bind,
+      FrontendCode.Describe,
+      FrontendCode.Execute,
+      FrontendCode.Close,
+      FrontendCode.Sync,
+      FrontendCode.Terminate,
+      FrontendCode.FunctionCall,
+    ]) {
       this.#fromClient.held[t] = 1;
     }
     this.#fromUpstream = new FrameScanner(this.#upstreamHandler, limits);
-    for (const t of [
-      BackendCode.CommandComplete,
-      BackendCode.ErrorResponse,
-      BackendCode.ReadyForQuery,
-      BackendCode.ParameterStatus,
-      BackendCode.EmptyQueryResponse,
-      BackendCode.PortalSuspended,
-    ]) {
-      this.#fromUpstream.held[t] = 1;
-    }
-    if (this.#pipeline.result) this.#fromUpstream.held[BackendCode.RowDescription] = 1;
+    for (const t of UPSTREAM_HELD) this.#fromUpstream.held[t] = 1;
   }
 
   /** Start relaying; `clientBytes`/`upstreamBytes` arrived during the handshake. */
@@ -179,7 +249,7 @@ export class PgRelay {
   }
 
   get idle(): boolean {
-    return this.#executions.length === 0 && this.#segmentsDone === this.#segmentsSent && this.session.txState === 'idle' && !this.#fromClient.paused;
+    return this.#expect.length === 0 && this.session.txState === 'idle' && !this.#fromClient.paused;
   }
 
   // ---- client -> upstream -------------------------------------------------------------------
@@ -193,15 +263,17 @@ export class PgRelay {
     }
   };
 
+  #writeUpstream(chunk: Buffer): void {
+    if (!this.#upstream.write(chunk) && (this.#clientPause & 2) === 0) {
+      this.#clientPause |= 2;
+      this.#client.pause();
+    }
+  }
+
   readonly #clientHandler: FrameHandler = {
     onFrame: (tag, frame, start, end) => this.#onClientFrame(tag, frame, start, end),
     onPassed: () => {},
-    emit: (chunk) => {
-      if (!this.#upstream.write(chunk) && (this.#clientPause & 2) === 0) {
-        this.#clientPause |= 2;
-        this.#client.pause();
-      }
-    },
+    emit: (chunk) => this.#writeUpstream(chunk),
   };
 
   readonly #onUpstreamDrain = (): void => {
@@ -220,6 +292,7 @@ export class PgRelay {
 
   #onClientFrame(tag: number, frame: Buffer, start: number, end: number): FrameVerdict {
     const body = start + 5;
+    if (this.#skipUntilSync && tag !== FrontendCode.Sync && tag !== FrontendCode.Terminate) return DROP;
     switch (tag) {
       case FrontendCode.Query: {
         const [text] = this.#cstringAt(frame, body, end);
@@ -230,34 +303,50 @@ export class PgRelay {
         const [text] = this.#cstringAt(frame, at, end);
         return this.#submit({ text, protocol: 'extended', name, decision: { action: 'allow' } }, frame, start, end);
       }
+      case FrontendCode.FunctionCall: {
+        // Fastpath call (libpq large objects): decided like any statement so it cannot bypass policy.
+        if (end - body < 4) throw new ProtocolError('message is shorter than its contents require');
+        const oid = frame.readUInt32BE(body);
+        return this.#submit({ text: `-- fastpath function call, function oid ${oid}`, protocol: 'fastpath', name: '', decision: { action: 'allow' } }, frame, start, end);
+      }
       case FrontendCode.Bind: {
         const [portal, at] = this.#cstringAt(frame, body, end);
         const [name] = this.#cstringAt(frame, at, end);
         this.#portals.set(portal, this.#statements.get(name) ?? UNNAMED_STATEMENT);
+        this.#expect.push(expectation(Exp.Bind));
         return FORWARD;
       }
       case FrontendCode.Execute: {
         const [portal] = this.#cstringAt(frame, body, end);
-        this.#executions.push(this.#execution(this.#portals.get(portal) ?? UNNAMED_STATEMENT, false));
+        const statement = this.#portals.get(portal) ?? UNNAMED_STATEMENT;
+        const cap = statement.decision.rowCap;
+        if (cap !== undefined) return this.#cappedExecute(statement, frame.subarray(start, end));
+        this.#expect.push(expectation(Exp.Execute, this.#execution(statement)));
         return FORWARD;
       }
+      case FrontendCode.Describe:
+        this.#expect.push(expectation(Exp.Describe));
+        return FORWARD;
       case FrontendCode.Close: {
         const kind = frame[body];
         const [name] = this.#cstringAt(frame, body + 1, end);
         if (kind === 0x53 /* 'S' */) this.#statements.delete(name);
         else this.#portals.delete(name);
+        this.#expect.push(expectation(Exp.Close));
         return FORWARD;
       }
       case FrontendCode.Sync:
-        this.#segmentsSent++;
+        this.#skipUntilSync = false;
+        this.#expect.push(expectation(Exp.Sync));
+        if (this.#finishAtSync !== null) {
+          // Breaker (extended, autocommit): hold the client until Gatehouse's transaction is finished.
+          this.#holdUntilReady = true;
+          const sync = frame.subarray(start, end);
+          queueMicrotask(() => this.#writeUpstream(sync)); // after the frames before it are emitted
+          this.#pauseClient();
+          return PAUSE;
+        }
         return FORWARD;
-      case FrontendCode.FunctionCall: {
-        // Fastpath call (libpq large objects): answered by FunctionCallResponse + ReadyForQuery,
-        // so it is a segment of its own; decided like any statement so it cannot bypass policy.
-        if (end - body < 4) throw new ProtocolError('message is shorter than its contents require');
-        const oid = frame.readUInt32BE(body);
-        return this.#submit({ text: `-- fastpath function call, function oid ${oid}`, protocol: 'fastpath', name: '', decision: { action: 'allow' } }, frame, start, end);
-      }
       case FrontendCode.Terminate:
         this.#terminating = true;
         return FORWARD;
@@ -266,45 +355,44 @@ export class PgRelay {
     }
   }
 
-  #execution(statement: Statement, simple: boolean): PendingExecution {
-    return {
-      statement,
-      startedAt: performance.now(),
-      rows: 0,
-      command: '',
-      sqlstate: undefined,
-      durationMs: 0,
-      segment: this.#segmentsSent,
-      simple,
-      dataRows: 0,
-    };
+  #execution(statement: Statement): PendingExecution {
+    return { statement, startedAt: performance.now(), rows: 0, command: '', sqlstate: undefined, durationMs: 0, dataRows: 0 };
   }
 
-  /** Decide on a Query or Parse, then forward it or its refusal. */
+  #pauseClient(): void {
+    this.#clientPause |= 1;
+    this.#client.pause();
+  }
+
+  /** Continue the client stream after PAUSE; `out` replaces the held frame. */
+  #resumeClient(out: Buffer | null): void {
+    this.#clientPause &= ~1;
+    if (this.#clientPause === 0) this.#client.resume();
+    try {
+      this.#fromClient.resume(out);
+    } catch (err) {
+      this.#protocolError(err);
+    }
+  }
+
+  /** Decide on a Query, Parse or FunctionCall, then forward it or its refusal. */
   #submit(statement: Statement, frame: Buffer, start: number, end: number): FrameVerdict {
     const decide = this.#pipeline.decide;
-    if (decide === null) return this.#apply(statement, statement.decision, null);
+    if (decide === null) return this.#apply(statement, statement.decision, frame.subarray(start, end), false);
     let d: Decision | Promise<Decision>;
     try {
       d = decide(this.session, statement);
     } catch (err) {
       d = this.#internalDenial(err);
     }
-    if (!(d instanceof Promise)) return this.#apply(statement, d, null);
+    if (!(d instanceof Promise)) return this.#apply(statement, d, frame.subarray(start, end), false);
     // Asynchronous decision: hold the client stream (and the socket) until it settles.
     const view = frame.subarray(start, end);
-    this.#clientPause |= 1;
-    this.#client.pause();
+    this.#pauseClient();
     d.catch((err: unknown) => this.#internalDenial(err)).then((decision) => {
       if (this.#closed) return;
-      const out = this.#apply(statement, decision, view);
-      this.#clientPause &= ~1;
-      if (this.#clientPause === 0) this.#client.resume();
-      try {
-        this.#fromClient.resume(out === FORWARD ? view : out === DROP || out === PAUSE ? null : out);
-      } catch (err) {
-        this.#protocolError(err);
-      }
+      const out = this.#apply(statement, decision, view, true);
+      if (out !== PAUSE) this.#resumeClient(out === FORWARD ? view : out === DROP ? null : out);
     });
     return PAUSE;
   }
@@ -314,42 +402,147 @@ export class PgRelay {
     return { action: 'deny', ruleId: 'gatehouse.internal-error', message: 'Gatehouse could not evaluate this statement', sqlstate: 'XX000' };
   }
 
-  #apply(statement: Statement, decision: Decision, view: Buffer | null): FrameVerdict {
-    statement.decision = decision;
-    // Query and FunctionCall are answered up to ReadyForQuery; Parse only up to ParseComplete.
-    const simple = statement.protocol !== 'extended';
-    if (permits(decision)) {
-      if (simple) {
-        this.#executions.push(this.#execution(statement, true));
-        this.#segmentsSent++;
-      } else {
-        this.#statements.set(statement.name, statement);
-      }
-      return view ?? FORWARD;
-    }
-    // Refused: send a statement that fails at parse time carrying our marker.
-    const seq = ++this.#refusalSeq;
-    const marker = `${DENY_TOKEN}_${seq}`;
+  #refusalFor(decision: Decision): Buffer {
     const refusal = new AccessDenied(`${decision.message ?? 'refused by policy'} (rule ${decision.ruleId ?? 'default'})`);
-    this.#refusals.push({
-      marker: Buffer.from(marker),
-      segment: this.#segmentsSent,
-      sqlstate: decision.sqlstate ?? refusal.sqlstate,
-      error: messages.errorResponse({
-        severity: 'ERROR',
-        code: decision.sqlstate ?? refusal.sqlstate,
-        message: refusal.message,
-        detail: `Refused by Gatehouse rule "${decision.ruleId ?? 'default'}".`,
-      }),
+    return messages.errorResponse({
+      severity: 'ERROR',
+      code: decision.sqlstate ?? refusal.sqlstate,
+      message: refusal.message,
+      detail: `Refused by Gatehouse rule "${decision.ruleId ?? 'default'}".`,
     });
-    if (simple) {
-      this.#executions.push(this.#execution(statement, true));
-      this.#segmentsSent++;
-      return messages.query(marker);
+  }
+
+  /**
+   * Forward an allowed statement (`view` is its frame) or its refusal. `paused` tells whether the
+   * client stream is already paused (asynchronous decision). Returns the scanner verdict.
+   */
+  #apply(statement: Statement, decision: Decision, view: Buffer, paused: boolean): FrameVerdict {
+    statement.decision = decision;
+    const simple = statement.protocol !== 'extended';
+    const kind = statement.protocol === 'simple' ? Exp.Query : statement.protocol === 'fastpath' ? Exp.Call : Exp.Parse;
+    if (permits(decision)) {
+      if (kind === Exp.Parse) {
+        this.#statements.set(statement.name, statement);
+        this.#expect.push(expectation(Exp.Parse));
+        return FORWARD;
+      }
+      if (kind === Exp.Query && decision.rowCap !== undefined) return this.#cappedQuery(statement, view, paused);
+      this.#expect.push(expectation(kind, this.#execution(statement)));
+      return FORWARD;
     }
+    // Refused: send a statement that fails at parse time, and rewrite its error.
+    const marker = `${DENY_TOKEN}_${statement.protocol}`;
+    const e: Expectation = { ...expectation(kind, simple ? this.#execution(statement) : null), refusal: this.#refusalFor(decision) };
+    this.#expect.push(e);
+    if (kind !== Exp.Parse) return messages.query(marker);
     // Kept for labelling its executions; the server will not have it.
     this.#statements.set(statement.name, statement);
     return messages.parse(statement.name, marker);
+  }
+
+  // ---- affected-rows circuit breaker --------------------------------------------------------
+
+  /** Run `fn` once the server has answered everything sent so far (asking it to flush). */
+  #whenQuiet(fn: () => void): void {
+    // Deferred: called from onFrame, before the scanner has emitted the frames preceding this one
+    // and registered the PAUSE; a microtask runs after both.
+    queueMicrotask(() => {
+      if (this.#closed) return;
+      if (this.#expect.length === 0) return fn();
+      this.#onQuiet = fn;
+      this.#upstream.write(FLUSH);
+    });
+  }
+
+  #cappedQuery(statement: Statement, view: Buffer, paused: boolean): FrameVerdict {
+    const cap = statement.decision.rowCap!;
+    if (!paused) this.#pauseClient();
+    this.#whenQuiet(() => {
+      const exec = this.#execution(statement);
+      if (this.#txNow === 'E') {
+        // The server will refuse it anyway (transaction aborted): no breaker needed.
+        this.#expect.push(expectation(Exp.Query, exec));
+        this.#writeUpstream(view);
+        return this.#resumeClient(null);
+      }
+      const mode = this.#txNow === 'T' ? 'savepoint' : 'autocommit';
+      const run: CapRun = { limit: cap.limit, refusal: this.#refusalFor({ action: 'deny', ruleId: cap.ruleId, message: cap.message }), mode, tripped: false, errored: false };
+      this.#expect.push(expectation(Exp.Query, null, true));
+      this.#writeUpstream(messages.query(mode === 'autocommit' ? 'BEGIN' : `SAVEPOINT ${CAP_SAVEPOINT}`));
+      this.#expect.push({ ...expectation(Exp.Query, exec), cap: run });
+      this.#writeUpstream(view);
+      // The client stream stays held until the finalizer's ReadyForQuery.
+    });
+    return PAUSE;
+  }
+
+  #cappedExecute(statement: Statement, view: Buffer): FrameVerdict {
+    const cap = statement.decision.rowCap!;
+    this.#pauseClient();
+    this.#whenQuiet(() => {
+      const exec = this.#execution(statement);
+      if (this.#segmentFailed || this.#txNow === 'E') {
+        this.#expect.push(expectation(Exp.Execute, exec));
+        this.#writeUpstream(view);
+        return this.#resumeClient(null);
+      }
+      const mode = this.#txNow === 'T' ? 'savepoint' : 'autocommit';
+      const run: CapRun = { limit: cap.limit, refusal: this.#refusalFor({ action: 'deny', ruleId: cap.ruleId, message: cap.message }), mode, tripped: false, errored: false };
+      this.#inject(mode === 'autocommit' ? 'BEGIN' : `SAVEPOINT ${CAP_SAVEPOINT}`);
+      this.#expect.push({ ...expectation(Exp.Execute, exec), cap: run });
+      this.#writeUpstream(view);
+      this.#writeUpstream(FLUSH);
+    });
+    return PAUSE;
+  }
+
+  /** Send one utility statement through the extended protocol on Gatehouse's own named objects. */
+  #inject(sql: string): void {
+    const w = INJECT_WRITER;
+    w.begin(FrontendCode.Parse).cstring(INJECT_NAME).cstring(sql).int16(0).close();
+    w.begin(FrontendCode.Bind).cstring(INJECT_NAME).cstring(INJECT_NAME).int16(0).int16(0).int16(0).close();
+    w.begin(FrontendCode.Execute).cstring(INJECT_NAME).int32(0).close();
+    // Named portals live until the transaction ends: close both objects right away.
+    w.begin(FrontendCode.Close).byte(0x50 /* 'P' */).cstring(INJECT_NAME).close();
+    w.begin(FrontendCode.Close).byte(0x53 /* 'S' */).cstring(INJECT_NAME).close();
+    for (const k of [Exp.Parse, Exp.Bind, Exp.Execute, Exp.Close, Exp.Close]) this.#expect.push(expectation(k, null, true));
+    this.#writeUpstream(w.flush());
+  }
+
+  /** A capped Execute completed (CommandComplete, PortalSuspended or error). */
+  #capDone(run: CapRun, rows: number, suspended: boolean): Buffer | null {
+    let out: Buffer | null = null;
+    if (!run.errored && (rows > run.limit || suspended)) {
+      run.tripped = true;
+      out = run.refusal;
+      this.#skipUntilSync = true;
+      if (run.mode === 'savepoint') {
+        this.#inject(`ROLLBACK TO SAVEPOINT ${CAP_SAVEPOINT}`);
+        this.#inject(`RELEASE SAVEPOINT ${CAP_SAVEPOINT}`);
+      } else this.#finishAtSync = 'rollback';
+    } else if (run.errored) {
+      if (run.mode === 'autocommit') this.#finishAtSync = 'rollback';
+    } else if (run.mode === 'savepoint') {
+      this.#inject(`RELEASE SAVEPOINT ${CAP_SAVEPOINT}`);
+    } else {
+      this.#finishAtSync = 'commit';
+    }
+    this.#resumeClient(null);
+    return out;
+  }
+
+  /** The ReadyForQuery of a capped simple Query: finish the transaction or savepoint. */
+  #capFinishQuery(run: CapRun, status: number): boolean {
+    let sql: string | null = null;
+    if (run.mode === 'autocommit') {
+      if (status !== TxStatus.Idle) sql = run.tripped || status === TxStatus.Failed ? 'ROLLBACK' : 'COMMIT';
+    } else if (run.tripped) sql = `ROLLBACK TO SAVEPOINT ${CAP_SAVEPOINT}; RELEASE SAVEPOINT ${CAP_SAVEPOINT}`;
+    else if (status === TxStatus.InTransaction) sql = `RELEASE SAVEPOINT ${CAP_SAVEPOINT}`;
+    if (sql === null) return false;
+    this.#expect.push({ ...expectation(Exp.Query, null, true), forwardReady: true });
+    this.#holdUntilReady = true;
+    this.#upstream.write(messages.query(sql));
+    return true;
   }
 
   // ---- upstream -> client -------------------------------------------------------------------
@@ -365,11 +558,19 @@ export class PgRelay {
   };
 
   readonly #upstreamHandler: FrameHandler = {
-    onFrame: (tag, frame, start, end) => this.#onUpstreamFrame(tag, frame, start, end),
+    onFrame: (tag, frame, start, end) => {
+      const v = this.#onUpstreamFrame(tag, frame, start, end);
+      if (this.#onQuiet !== null && this.#expect.length === 0) {
+        const fn = this.#onQuiet;
+        this.#onQuiet = null;
+        fn();
+      }
+      return v;
+    },
     onPassed: (tag) => {
       if (tag === BackendCode.DataRow) {
-        const head = this.#executions[0];
-        if (head !== undefined) head.dataRows++;
+        const exec = this.#expect[0]?.exec;
+        if (exec) exec.dataRows++;
       }
     },
     emit: (chunk) => {
@@ -386,14 +587,7 @@ export class PgRelay {
     this.#upstream.resume();
   };
 
-  /** The execution the server is answering now, if it belongs to the current segment. */
-  #current(): PendingExecution | undefined {
-    const head = this.#executions[0];
-    return head !== undefined && head.segment === this.#segmentsDone ? head : undefined;
-  }
-
   #complete(exec: PendingExecution): void {
-    this.#executions.shift();
     exec.durationMs = performance.now() - exec.startedAt;
     if (exec.rows === 0 && exec.dataRows > 0) exec.rows = exec.dataRows;
     this.#endResult();
@@ -414,41 +608,106 @@ export class PgRelay {
     }
   }
 
+  #setDropping(on: boolean): void {
+    this.#dropUntilReady = on;
+    if (on) this.#fromUpstream.held.fill(1);
+    else {
+      this.#fromUpstream.held.fill(0);
+      for (const t of UPSTREAM_HELD) this.#fromUpstream.held[t] = 1;
+    }
+  }
+
+  /** Track the transaction state from command tags, between ReadyForQuery messages. */
+  #trackTag(frame: Buffer, body: number): void {
+    const c0 = frame[body];
+    if (c0 === 0x42 /* B */ && frame.toString('latin1', body, body + 5) === 'BEGIN') this.#txNow = 'T';
+    else if (c0 === 0x53 /* S */ && frame.toString('latin1', body, body + 17) === 'START TRANSACTION') this.#txNow = 'T';
+    // "ROLLBACK" is also the tag of ROLLBACK TO SAVEPOINT, so only COMMIT is taken as an end here;
+    // ReadyForQuery corrects the state at every Sync.
+    else if (c0 === 0x43 /* C */ && frame.toString('latin1', body, body + 6) === 'COMMIT') this.#txNow = 'I';
+  }
+
   #onUpstreamFrame(tag: number, frame: Buffer, start: number, end: number): FrameVerdict {
     const body = start + 5;
+    const head = this.#expect[0];
+    if (this.#dropUntilReady && tag !== BackendCode.ReadyForQuery) {
+      // Breaker tripped in a simple query: the rest of its results are not the client's.
+      if (tag === BackendCode.NoticeResponse || tag === BackendCode.NotificationResponse || tag === BackendCode.ParameterStatus) return FORWARD;
+      return DROP;
+    }
     switch (tag) {
+      case BackendCode.ParseComplete:
+      case BackendCode.BindComplete:
+      case BackendCode.CloseComplete:
+      case BackendCode.NoData:
+        if (head === undefined) return FORWARD;
+        this.#expect.shift();
+        return head.injected ? DROP : FORWARD;
+      case BackendCode.ParameterDescription:
+        return head?.injected ? DROP : FORWARD;
+      case BackendCode.RowDescription:
+        if (head === undefined) return FORWARD;
+        if (head.kind === Exp.Describe) {
+          this.#expect.shift();
+          return head.injected ? DROP : FORWARD;
+        }
+        if (head.injected) return DROP;
+        return head.exec !== null && this.#pipeline.result !== null ? this.#onRowDescription(head.exec, frame, body, end) : FORWARD;
       case BackendCode.CommandComplete: {
-        const exec = this.#current();
-        if (exec !== undefined) {
+        this.#trackTag(frame, body);
+        if (head === undefined) return FORWARD;
+        const exec = head.exec;
+        if (head.injected) {
+          if (head.kind === Exp.Execute) this.#expect.shift();
+          return DROP;
+        }
+        let out: FrameVerdict = FORWARD;
+        if (exec !== null) {
           const n = commandRows(frame, body, end);
           if (n >= 0) exec.rows += n;
           exec.command = frame.toString('utf8', body, end - 1);
-          if (!exec.simple) this.#complete(exec);
-          else this.#endResult();
-        }
-        return FORWARD;
+          const cap = head.cap;
+          if (cap !== null && n > cap.limit && isCappedTag(frame[body]!)) {
+            if (head.kind === Exp.Query) {
+              cap.tripped = true;
+              exec.sqlstate = '42501';
+              this.#setDropping(true);
+              out = cap.refusal;
+            }
+          }
+          if (head.kind === Exp.Execute) {
+            this.#expect.shift();
+            if (cap !== null) {
+              const r = this.#capDone(cap, isCappedTag(frame[body]!) ? n : 0, false);
+              if (r !== null) {
+                exec.sqlstate = '42501';
+                out = r;
+              }
+            }
+            this.#complete(exec);
+          } else this.#endResult();
+        } else if (head.kind === Exp.Execute) this.#expect.shift();
+        return out;
       }
       case BackendCode.EmptyQueryResponse:
       case BackendCode.PortalSuspended: {
-        const exec = this.#current();
-        if (exec !== undefined && !exec.simple) this.#complete(exec);
-        return FORWARD;
+        if (head === undefined || head.kind !== Exp.Execute) return FORWARD;
+        this.#expect.shift();
+        if (head.injected) return DROP;
+        let out: FrameVerdict = FORWARD;
+        if (head.cap !== null && tag === BackendCode.PortalSuspended) {
+          const r = this.#capDone(head.cap, 0, true);
+          if (r !== null) out = r;
+        }
+        if (head.exec !== null) this.#complete(head.exec);
+        return out;
       }
       case BackendCode.ErrorResponse:
-        return this.#onError(frame, start, end);
-      case BackendCode.ReadyForQuery: {
-        const status = frame[body];
-        this.session.txState = status === TxStatus.InTransaction ? 'transaction' : status === TxStatus.Failed ? 'failed' : 'idle';
-        // Executions of this segment not answered were skipped by the server after an error.
-        for (let head = this.#current(); head !== undefined; head = this.#current()) {
-          if (head.simple) this.#complete(head);
-          else this.#executions.shift();
-        }
-        this.#segmentsDone++;
-        while (this.#refusals.length > 0 && this.#refusals[0]!.segment < this.#segmentsDone) this.#refusals.shift();
-        if (this.#draining) setImmediate(() => this.#closeIfIdle());
-        return FORWARD;
-      }
+        return this.#onError(head, frame, start, end);
+      case BackendCode.FunctionCallResponse:
+        return head?.injected ? DROP : FORWARD;
+      case BackendCode.ReadyForQuery:
+        return this.#onReady(head, frame[body]!);
       case BackendCode.ParameterStatus: {
         this.#reader.setBuffer(frame, body, end);
         const name = this.#reader.cstring();
@@ -457,45 +716,87 @@ export class PgRelay {
         if (name === 'application_name') this.session.applicationName = value;
         return FORWARD;
       }
-      case BackendCode.RowDescription:
-        return this.#onRowDescription(frame, body, end);
       case BackendCode.DataRow:
-        return this.#onDataRow(frame, start, end);
+        return this.#onDataRow(head, frame, start, end);
       default:
         return FORWARD;
     }
   }
 
-  #onError(frame: Buffer, start: number, end: number): FrameVerdict {
+  #onError(head: Expectation | undefined, frame: Buffer, start: number, end: number): FrameVerdict {
+    if (this.#txNow === 'T') this.#txNow = 'E';
+    if (head === undefined) {
+      if (isFatal(frame, start + 5, end)) this.#upstreamSentFatal = true;
+      return FORWARD;
+    }
     let out: FrameVerdict = FORWARD;
     let sqlstate: string | undefined;
-    if (this.#refusals.length > 0) {
-      for (let i = 0; i < this.#refusals.length; i++) {
-        const r = this.#refusals[i]!;
-        const at = frame.indexOf(r.marker, start);
-        if (at >= 0 && at < end) {
-          this.#refusals.splice(i, 1);
-          out = r.error;
-          sqlstate = r.sqlstate;
-          break;
-        }
-      }
-    }
+    if (head.refusal !== null) {
+      out = head.refusal;
+      sqlstate = '42501';
+    } else if (isFatal(frame, start + 5, end)) this.#upstreamSentFatal = true;
     sqlstate ??= errorCode(frame, start + 5, end);
-    if (out === FORWARD && isFatal(frame, start + 5, end)) this.#upstreamSentFatal = true;
-    const exec = this.#current();
-    if (exec !== undefined) {
-      exec.sqlstate = sqlstate;
-      if (!exec.simple) this.#complete(exec);
-      else this.#endResult();
+    const exec = head.exec;
+    if (exec !== null) exec.sqlstate = sqlstate;
+    if (head.cap !== null) head.cap.errored = true;
+    if (head.kind === Exp.Query || head.kind === Exp.Call) {
+      this.#endResult();
+      return out;
+    }
+    // Extended protocol: the server now skips everything up to the next Sync.
+    this.#segmentFailed = true;
+    while (this.#expect.length > 0 && this.#expect[0]!.kind !== Exp.Sync) {
+      const e = this.#expect.shift()!;
+      if (e === head && e.exec !== null) this.#complete(e.exec);
+      if (e.cap !== null) this.#capDone(e.cap, 0, false);
+      if (e.forwardReady) this.#releaseHold();
     }
     return out;
   }
 
-  #onRowDescription(frame: Buffer, body: number, end: number): FrameVerdict {
-    const result = this.#pipeline.result;
-    const exec = this.#executions[0];
-    if (result === null || exec === undefined) return FORWARD;
+  #onReady(head: Expectation | undefined, status: number): FrameVerdict {
+    this.#txNow = status === TxStatus.InTransaction ? 'T' : status === TxStatus.Failed ? 'E' : 'I';
+    this.#segmentFailed = false;
+    if (head === undefined) return FORWARD;
+    this.#expect.shift();
+    if (head.exec !== null) this.#complete(head.exec);
+    let out: FrameVerdict = FORWARD;
+    if (head.injected) {
+      out = head.forwardReady ? FORWARD : DROP;
+      if (head.forwardReady) this.#releaseHold();
+    } else if (head.cap !== null) {
+      // A capped simple query: finish Gatehouse's transaction/savepoint before the client hears back.
+      if (this.#dropUntilReady) this.#setDropping(false);
+      if (this.#capFinishQuery(head.cap, status)) out = DROP;
+      else this.#releaseHold();
+    } else if (head.kind === Exp.Sync && this.#finishAtSync !== null) {
+      const finish = this.#finishAtSync;
+      this.#finishAtSync = null;
+      if (status === TxStatus.Idle) this.#releaseHold();
+      else {
+        out = DROP;
+        this.#expect.push({ ...expectation(Exp.Query, null, true), forwardReady: true });
+        this.#upstream.write(messages.query(finish === 'commit' && status === TxStatus.InTransaction ? 'COMMIT' : 'ROLLBACK'));
+      }
+    }
+    if (out !== DROP) this.#setTxState(status);
+    if (this.#draining) setImmediate(() => this.#closeIfIdle());
+    return out;
+  }
+
+  #setTxState(status: number): void {
+    this.session.txState = status === TxStatus.InTransaction ? 'transaction' : status === TxStatus.Failed ? 'failed' : 'idle';
+  }
+
+  /** The breaker's finalizer answered: let the client stream continue. */
+  #releaseHold(): void {
+    if (!this.#holdUntilReady && (this.#clientPause & 1) === 0) return;
+    this.#holdUntilReady = false;
+    if (this.#fromClient.paused) this.#resumeClient(null);
+  }
+
+  #onRowDescription(exec: PendingExecution, frame: Buffer, body: number, end: number): FrameVerdict {
+    const result = this.#pipeline.result!;
     const r = this.#reader.setBuffer(frame, body, end);
     const n = r.int16();
     const columns: ResultColumn[] = new Array(n);
@@ -517,9 +818,8 @@ export class PgRelay {
 
   readonly #rowWriter = new BufferWriter(1024);
 
-  #onDataRow(frame: Buffer, start: number, end: number): FrameVerdict {
-    const head = this.#executions[0];
-    if (head !== undefined) head.dataRows++;
+  #onDataRow(head: Expectation | undefined, frame: Buffer, start: number, end: number): FrameVerdict {
+    if (head?.exec) head.exec.dataRows++;
     const transform = this.#transform;
     if (transform === null) return FORWARD;
     const r = this.#reader.setBuffer(frame, start + 5, end);
@@ -572,3 +872,12 @@ export class PgRelay {
     this.#onClose(reason);
   }
 }
+
+/** Command tags the row cap applies to: UPDATE n, DELETE n, MERGE n, INSERT 0 n (upserts). */
+function isCappedTag(first: number): boolean {
+  return first === 0x55 /* U */ || first === 0x44 /* D */ || first === 0x4d /* M */ || first === 0x49 /* I */;
+}
+
+const FLUSH = Buffer.from([FrontendCode.Flush, 0, 0, 0, 4]);
+const INJECT_NAME = 'gatehouse_breaker';
+const INJECT_WRITER = new BufferWriter(256);
