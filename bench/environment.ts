@@ -1,11 +1,14 @@
 /**
- * The live targets of a run: the benchmark database, PostgreSQL direct, pgbouncer and Gatehouse,
- * started once on first use and stopped with the process registry.
+ * The live targets of a run: the benchmark database, PostgreSQL direct, pgbouncer, Gatehouse
+ * (pass-through: no guardrails, no policy files) and Gatehouse with guardrails and a 20-rule
+ * policy, started once on first use and stopped with the process registry. All four reach
+ * PostgreSQL the same way (BENCH_UPSTREAM).
  */
 import { join } from 'node:path';
 import { ensureBenchDatabase } from './database.js';
 import { startGatehouse } from './gatehouse.js';
 import { ensurePgbouncer, startPgbouncer } from './pgbouncer.js';
+import { BENCH_RULES, writeBenchPolicy } from './policy-fixture.js';
 import type { ProcessRegistry } from './processes.js';
 import type { BenchSettings } from './settings.js';
 import { directTarget, waitUntilQueryable, type Target } from './targets.js';
@@ -21,16 +24,21 @@ export function createTargets(registry: ProcessRegistry, dir: string, settings: 
   let starting: Promise<readonly Target[]> | undefined;
   let started: readonly Target[] = [];
   const start = async (): Promise<readonly Target[]> => {
-    const direct = directTarget();
+    const direct = directTarget(settings.upstream);
     await waitUntilQueryable({ ...direct.endpoint, database: 'postgres' }, 'PostgreSQL', { timeoutMs: 5_000 });
     await ensureBenchDatabase(registry, progress);
     const bin = await ensurePgbouncer(registry, progress);
-    const pgbouncer = await startPgbouncer(registry, bin, join(dir, 'pgbouncer'));
+    const pgbouncer = await startPgbouncer(registry, bin, join(dir, 'pgbouncer'), settings.upstream);
     progress(`pgbouncer: ${pgbouncer.target.description}`);
-    const gatehouse = await startGatehouse(registry, join(dir, 'gatehouse'), { workers: settings.workers, logStatements: settings.logStatements });
+    const common = { workers: settings.workers, logStatements: settings.logStatements, upstream: settings.upstream };
+    const gatehouse = await startGatehouse(registry, join(dir, 'gatehouse'), { ...common, id: 'gatehouse', guardrails: false });
     progress(`gatehouse: ${gatehouse.target.description}`);
-    // Run order within each (mode, clients), as the issue asks: direct, pgbouncer, gatehouse.
-    started = [direct, pgbouncer.target, gatehouse.target];
+    const policyFile = writeBenchPolicy(join(dir, 'policy'));
+    const withPolicy = await startGatehouse(registry, join(dir, 'gatehouse-policy'), { ...common, id: 'gatehouse+policy', guardrails: true, policyFiles: [policyFile] });
+    const policyTarget = { ...withPolicy.target, description: `${withPolicy.target.description}; ${BENCH_RULES.length} policy rules + built-in guardrails, none matching pgbench -S` };
+    progress(`gatehouse+policy: ${policyTarget.description}`);
+    // Run order within each (mode, clients), as the issue asks: direct, pgbouncer, gatehouse, gatehouse+policy.
+    started = [direct, pgbouncer.target, gatehouse.target, policyTarget];
     return started;
   };
   return {

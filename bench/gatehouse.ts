@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createVerifier } from '../src/identity/scram.js';
 import type { ProcessRegistry } from './processes.js';
-import { BENCH_DATABASE, PG_HOST, PG_PORT, freePort, waitUntilQueryable, type Target } from './targets.js';
+import type { UpstreamTransport } from './settings.js';
+import { BENCH_DATABASE, PG_HOST, PG_PORT, describeUpstream, freePort, upstreamHost, waitUntilQueryable, type Target } from './targets.js';
 
 /** Compiled to dist/bench/, two levels below the repository root. */
 const BIN = fileURLToPath(new URL('../../bin/gatehouse.js', import.meta.url));
@@ -25,7 +26,13 @@ export interface GatehouseOptions {
   readonly logStatements: boolean;
   /** `log.level`. */
   readonly logLevel?: string;
-  /** Target id and label; lets a later "gatehouse with policy" target reuse this starter. */
+  /** How the connection reaches PostgreSQL: `upstream.host` is the socket directory or 127.0.0.1. */
+  readonly upstream: UpstreamTransport;
+  /** The connection's `guardrails` (built-in guardrail pack); false = pure pass-through. */
+  readonly guardrails: boolean;
+  /** Absolute paths for `policy.files`; none = no policy rules. */
+  readonly policyFiles?: readonly string[];
+  /** Target id and label ("gatehouse", "gatehouse+policy"). */
   readonly id?: string;
   /** Extra top-level YAML appended to the generated config (e.g. a policy block). */
   readonly extraYaml?: string;
@@ -60,6 +67,9 @@ export async function startGatehouse(registry: ProcessRegistry, dir: string, o: 
   const configFile = join(dir, 'gatehouse.yaml');
   const logFile = join(dir, 'gatehouse.log');
   const level = o.logLevel ?? 'info';
+  const policyFiles = o.policyFiles ?? [];
+  // Both Gatehouse targets are "production" connections; only `guardrails` and the policy files
+  // differ, so the ratio between them is the cost of policy evaluation alone.
   writeFileSync(
     configFile,
     `listeners:
@@ -67,14 +77,15 @@ export async function startGatehouse(registry: ProcessRegistry, dir: string, o: 
   http: { host: ${PG_HOST}, port: ${httpPort} }
 connections:
   - name: ${CONNECTION}
-    environment: development
-    upstream: { host: ${PG_HOST}, port: ${PG_PORT}, database: ${BENCH_DATABASE}, user: postgres }
+    environment: production
+    guardrails: ${o.guardrails}
+    upstream: { host: ${JSON.stringify(upstreamHost(o.upstream))}, port: ${PG_PORT}, database: ${BENCH_DATABASE}, user: postgres }
 users:
   - { name: ${USER}, kind: service, password: "${createVerifier(PASSWORD)}" }
 state: { dir: ${JSON.stringify(join(dir, 'state'))} }
 log: { level: ${level}, statements: ${o.logStatements} }
 server: { shutdown_timeout: 2s }
-${o.extraYaml ?? ''}`,
+${policyFiles.length > 0 ? `policy: { files: ${JSON.stringify(policyFiles)} }\n` : ''}${o.extraYaml ?? ''}`,
   );
   const out = openSync(logFile, 'a');
   const proc = registry.spawn('gatehouse', process.execPath, [BIN, 'serve', '--config', configFile, '--workers', String(o.workers)], { stdio: ['ignore', out, out] });
@@ -88,7 +99,9 @@ ${o.extraYaml ?? ''}`,
     label: id,
     role: 'subject',
     endpoint: { host: PG_HOST, port: pgPort, user: USER, password: PASSWORD, database: CONNECTION },
-    description: `${PG_HOST}:${pgPort}, --workers ${o.workers}, log.level=${level}, log.statements=${o.logStatements} (log: ${logFile})`,
+    description:
+      `${PG_HOST}:${pgPort}, --workers ${o.workers}, log.level=${level}, log.statements=${o.logStatements}, ` +
+      `guardrails=${o.guardrails}, policy files: ${policyFiles.length > 0 ? policyFiles.join(', ') : 'none'}, upstream ${describeUpstream(o.upstream)} (log: ${logFile})`,
   };
   await waitUntilQueryable(target.endpoint, id, { failed });
   return { target, configFile, logFile };

@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { accessSync, chownSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { runCommand, type ProcessRegistry } from './processes.js';
-import { BENCH_DATABASE, PG_HOST, PG_PORT, freePort, waitUntilQueryable, type Target } from './targets.js';
+import type { UpstreamTransport } from './settings.js';
+import { BENCH_DATABASE, PG_HOST, PG_PORT, describeUpstream, freePort, upstreamHost, waitUntilQueryable, type Target } from './targets.js';
 
 /** The OS user pgbouncer runs as; also the database role it connects with (trust auth). */
 const RUN_AS = 'postgres';
@@ -63,8 +64,12 @@ export interface StartedPgbouncer {
   readonly dir: string;
 }
 
-/** Write pgbouncer.ini and the auth file into `dir` (created, owned by postgres) and start pgbouncer on a free port. */
-export async function startPgbouncer(registry: ProcessRegistry, bin: string, dir: string): Promise<StartedPgbouncer> {
+/**
+ * Write pgbouncer.ini and the auth file into `dir` (created, owned by postgres) and start pgbouncer
+ * on a free TCP port; it reaches PostgreSQL over `upstream` (a host starting with "/" is a
+ * Unix-socket directory to pgbouncer, as to libpq).
+ */
+export async function startPgbouncer(registry: ProcessRegistry, bin: string, dir: string, upstream: UpstreamTransport): Promise<StartedPgbouncer> {
   mkdirSync(dir, { recursive: true });
   const { uid, gid } = osUserIds(RUN_AS);
   // pgbouncer (as postgres) writes its log and unix socket here.
@@ -78,7 +83,7 @@ export async function startPgbouncer(registry: ProcessRegistry, bin: string, dir
     ini,
     [
       '[databases]',
-      `${BENCH_DATABASE} = host=${PG_HOST} port=${PG_PORT} dbname=${BENCH_DATABASE}`,
+      `${BENCH_DATABASE} = host=${upstreamHost(upstream)} port=${PG_PORT} dbname=${BENCH_DATABASE}`,
       '',
       '[pgbouncer]',
       `listen_addr = ${PG_HOST}`,
@@ -108,7 +113,7 @@ export async function startPgbouncer(registry: ProcessRegistry, bin: string, dir
     label: 'pgbouncer',
     role: 'baseline',
     endpoint: { host: PG_HOST, port, user: RUN_AS, database: BENCH_DATABASE },
-    description: `${version} on ${PG_HOST}:${port}, pool_mode=${POOL.pool_mode}, default_pool_size=${POOL.default_pool_size}`,
+    description: `${version} on ${PG_HOST}:${port}, pool_mode=${POOL.pool_mode}, default_pool_size=${POOL.default_pool_size}, upstream ${describeUpstream(upstream)}`,
   };
   await waitUntilQueryable(target.endpoint, 'pgbouncer', { failed: () => (proc.done ? `it exited; last output:\n${tail(outFile)}\n${tail(join(dir, 'pgbouncer.log'))}` : undefined) });
   return { target, dir };

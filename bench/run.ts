@@ -1,8 +1,8 @@
 /**
  * `npm run bench`: compares Gatehouse with PostgreSQL direct and with pgbouncer, and prints a
  * report to paste into a closing note. Knobs (environment): BENCH_SECONDS (10), BENCH_WORKERS (1),
- * BENCH_LOG_STATEMENTS (true), BENCH_CLIENTS ("1,16"), BENCH_MODES ("simple,extended,prepared"),
- * BENCH_SECTIONS (all). Progress goes to stderr, the report to stdout; raw outputs, logs and
+ * BENCH_LOG_STATEMENTS (true), BENCH_UPSTREAM ("unix" or "tcp"; unix), BENCH_CLIENTS ("1,16"),
+ * BENCH_MODES ("simple,extended,prepared"), BENCH_SECTIONS (all). Progress goes to stderr, the report to stdout; raw outputs, logs and
  * results.json go to a fresh directory under the OS temp dir, never into the repository.
  * The goal verdicts are informational: the exit code is 0 unless a measurement could not be taken.
  */
@@ -16,7 +16,7 @@ import type { BenchContext, Section, SectionResult } from './section.js';
 import { SECTIONS } from './sections.js';
 import { readSettings, SettingsError, type BenchSettings } from './settings.js';
 import { renderTable } from './table.js';
-import { directTarget, withClient, type Target } from './targets.js';
+import { PG_HOST, describeUpstream, directTarget, withClient, type Target } from './targets.js';
 
 const progress = (msg: string): void => void process.stderr.write(`bench: ${msg}\n`);
 
@@ -75,7 +75,9 @@ function header(settings: BenchSettings, machine: Machine, targets: readonly Tar
   return [
     `Gatehouse benchmark — ${startedAt.toISOString()}`,
     `machine: ${machine.cpus} CPUs, ${machine.cpu_busy_at_start_pct ?? '?'}% busy just before the run; ${machine.postgres}; ${machine.pgbench}; node ${machine.node}`,
-    `settings: BENCH_SECONDS=${settings.seconds} BENCH_WORKERS=${settings.workers} BENCH_LOG_STATEMENTS=${settings.logStatements} BENCH_CLIENTS=${settings.clients.join(',')} BENCH_MODES=${settings.modes.join(',')}`,
+    `settings: BENCH_SECONDS=${settings.seconds} BENCH_WORKERS=${settings.workers} BENCH_LOG_STATEMENTS=${settings.logStatements} BENCH_UPSTREAM=${settings.upstream} BENCH_CLIENTS=${settings.clients.join(',')} BENCH_MODES=${settings.modes.join(',')}`,
+    `upstream transport: ${settings.upstream} — direct pgbench, pgbouncer and Gatehouse all reach PostgreSQL over ${describeUpstream(settings.upstream)}; clients reach pgbouncer and Gatehouse over TCP ${PG_HOST}`,
+    `statement log: Gatehouse log.statements=${settings.logStatements}${settings.logStatements ? ' (one JSON line per statement written to the log file, as in production; the default)' : ' (off: BENCH_LOG_STATEMENTS=false; production default is on)'}`,
     ...targets.map((t) => `target ${t.id}: ${t.description}`),
     // Other work on a small machine moves every number; say so next to them.
     ...((machine.cpu_busy_at_start_pct ?? 0) > 20 ? [`warning: other work kept the CPUs ${machine.cpu_busy_at_start_pct}% busy just before the run; compare ratios, not absolute TPS`] : []),

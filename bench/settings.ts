@@ -7,6 +7,15 @@
 export const QUERY_MODES = ['simple', 'extended', 'prepared'] as const;
 export type QueryMode = (typeof QUERY_MODES)[number];
 
+/**
+ * How the proxies and direct pgbench reach PostgreSQL (BENCH_UPSTREAM): `unix` = the socket in
+ * /var/run/postgresql for all three, `tcp` = 127.0.0.1:5432 for all three. Clients always reach
+ * pgbouncer and Gatehouse over TCP 127.0.0.1; only the hop to PostgreSQL changes, and it is the
+ * same for every target, so none is favoured.
+ */
+export const UPSTREAM_TRANSPORTS = ['unix', 'tcp'] as const;
+export type UpstreamTransport = (typeof UPSTREAM_TRANSPORTS)[number];
+
 export interface BenchSettings {
   /** Seconds per measured pgbench run (BENCH_SECONDS). */
   readonly seconds: number;
@@ -14,8 +23,10 @@ export interface BenchSettings {
   readonly warmupSeconds: number;
   /** Gatehouse `--workers` (BENCH_WORKERS). */
   readonly workers: number;
-  /** Gatehouse `log.statements` (BENCH_LOG_STATEMENTS). */
+  /** Gatehouse `log.statements` (BENCH_LOG_STATEMENTS); on by default, as in production. */
   readonly logStatements: boolean;
+  /** How every target reaches PostgreSQL (BENCH_UPSTREAM). */
+  readonly upstream: UpstreamTransport;
   /** pgbench client counts, in run order (BENCH_CLIENTS). */
   readonly clients: readonly number[];
   /** pgbench query modes, in run order (BENCH_MODES). */
@@ -63,11 +74,14 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): BenchSetting
     if (!(QUERY_MODES as readonly string[]).includes(m)) throw new SettingsError(`BENCH_MODES: expected some of ${QUERY_MODES.join(', ')}, got "${m}"`);
     return m as QueryMode;
   });
+  const upstream = (env.BENCH_UPSTREAM?.trim().toLowerCase() || 'unix') as UpstreamTransport;
+  if (!(UPSTREAM_TRANSPORTS as readonly string[]).includes(upstream)) throw new SettingsError(`BENCH_UPSTREAM: expected one of ${UPSTREAM_TRANSPORTS.join(', ')}, got "${env.BENCH_UPSTREAM}"`);
   return {
     seconds: positiveInt(env, 'BENCH_SECONDS', 10),
     warmupSeconds: 2,
     workers: positiveInt(env, 'BENCH_WORKERS', 1),
     logStatements: bool(env, 'BENCH_LOG_STATEMENTS', true),
+    upstream,
     clients,
     modes,
     sections: env.BENCH_SECTIONS?.trim() ? list(env, 'BENCH_SECTIONS', '') : [],

@@ -1,14 +1,30 @@
 /**
  * A target is one way of reaching the benchmark database: PostgreSQL itself, through pgbouncer,
- * through Gatehouse (later also Gatehouse with a policy). Sections iterate over targets and never
+ * through Gatehouse, and through Gatehouse with guardrails and a policy. Sections iterate over targets and never
  * care how each one was started.
  */
 import { createServer, type AddressInfo } from 'node:net';
 import pg from 'pg';
+import type { UpstreamTransport } from './settings.js';
 
 export const BENCH_DATABASE = 'gh_bench';
 export const PG_HOST = '127.0.0.1';
 export const PG_PORT = 5432;
+/** The Debian cluster's Unix-socket directory (holds .s.PGSQL.5432). */
+export const PG_SOCKET_DIR = '/var/run/postgresql';
+
+/**
+ * The host through which a target reaches PostgreSQL: the socket directory (libpq, pgbouncer and
+ * Gatehouse all read a host starting with "/" as one) or the loopback address.
+ */
+export function upstreamHost(transport: UpstreamTransport): string {
+  return transport === 'unix' ? PG_SOCKET_DIR : PG_HOST;
+}
+
+/** "unix socket /var/run/postgresql/.s.PGSQL.5432" or "tcp 127.0.0.1:5432", for descriptions. */
+export function describeUpstream(transport: UpstreamTransport): string {
+  return transport === 'unix' ? `unix socket ${PG_SOCKET_DIR}/.s.PGSQL.${PG_PORT}` : `tcp ${PG_HOST}:${PG_PORT}`;
+}
 
 /** Where a libpq client connects. */
 export interface PgEndpoint {
@@ -20,7 +36,7 @@ export interface PgEndpoint {
 }
 
 export interface Target {
-  /** Stable id, used in JSON results and file names ("direct", "pgbouncer", "gatehouse"). */
+  /** Stable id, used in JSON results and file names ("direct", "pgbouncer", "gatehouse", "gatehouse+policy"). */
   readonly id: string;
   /** Column header in tables. */
   readonly label: string;
@@ -67,18 +83,20 @@ export async function waitUntilQueryable(e: PgEndpoint, what: string, opts: { ti
     } catch (err) {
       last = (err as Error).message;
     }
-    if (Date.now() > deadline) throw new Error(`${what} is not answering on ${e.host}:${e.port} (last error: ${last})`);
+    const where = e.host.startsWith('/') ? `${e.host}/.s.PGSQL.${e.port}` : `${e.host}:${e.port}`;
+    if (Date.now() > deadline) throw new Error(`${what} is not answering on ${where} (last error: ${last})`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-export function directTarget(): Target {
+/** PostgreSQL itself, reached the same way the proxies reach it (BENCH_UPSTREAM). */
+export function directTarget(transport: UpstreamTransport = 'tcp'): Target {
   return {
     id: 'direct',
     label: 'direct',
     role: 'baseline',
-    endpoint: { host: PG_HOST, port: PG_PORT, user: 'postgres', database: BENCH_DATABASE },
-    description: `PostgreSQL at ${PG_HOST}:${PG_PORT}`,
+    endpoint: { host: upstreamHost(transport), port: PG_PORT, user: 'postgres', database: BENCH_DATABASE },
+    description: `PostgreSQL over ${describeUpstream(transport)}`,
   };
 }
 

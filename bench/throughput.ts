@@ -8,11 +8,26 @@ import { SCALE } from './database.js';
 import { runPgbench, type PgbenchSummary } from './pgbench.js';
 import type { BenchContext, Section, SectionResult } from './section.js';
 import type { QueryMode } from './settings.js';
-import { formatMs, formatRatio, formatTps, type Column } from './table.js';
+import { formatMs, formatRatio, formatTps, renderTable, type Column } from './table.js';
 import type { Target } from './targets.js';
 
-/** The goal from the issue: at 16+ clients every subject keeps >= 80% of pgbouncer's TPS. */
-export const GOAL = { versus: 'pgbouncer', minClients: 16, ratio: 0.8 } as const;
+/** A ratio column: subject TPS divided by base TPS, per (mode, clients). */
+export interface RatioSpec {
+  readonly subject: string;
+  readonly base: string;
+  /** PASS/FAIL at >= minClients when the ratio is at least `min`; no verdict without it. */
+  readonly goal?: { readonly min: number; readonly minClients: number; readonly source: string };
+}
+
+/**
+ * The ratios the report prints, in column order. Goals: gatehouse keeps >= 80% of pgbouncer's TPS
+ * at 16+ clients; guardrails plus a 20-rule policy cost Gatehouse at most 10% at 16+ clients.
+ */
+export const RATIOS: readonly RatioSpec[] = [
+  { subject: 'gatehouse', base: 'direct' },
+  { subject: 'gatehouse', base: 'pgbouncer', goal: { min: 0.8, minClients: 16, source: 'proxy overhead goal' } },
+  { subject: 'gatehouse+policy', base: 'gatehouse', goal: { min: 0.9, minClients: 16, source: 'policy overhead goal' } },
+];
 
 type Verdict = 'PASS' | 'FAIL';
 
@@ -28,10 +43,10 @@ export interface ThroughputRow {
   readonly transactions: number | null;
   readonly failed_transactions: number | null;
   readonly error?: string;
-  /** Subjects only: TPS divided by each baseline's TPS, keyed by baseline id. */
+  /** Targets that are the subject of a ratio: TPS divided by each base's TPS, keyed by base id. */
   readonly ratios?: Record<string, number | null>;
-  /** Subjects only: PASS/FAIL against GOAL, null where the goal does not apply. */
-  readonly goal?: Verdict | null;
+  /** PASS/FAIL per base with a goal; null where the goal does not apply (too few clients, no number). */
+  readonly goals?: Record<string, Verdict | null>;
 }
 
 const key = (mode: QueryMode, clients: number, target: string): string => `${mode}/${clients}/${target}`;
@@ -41,10 +56,12 @@ function ratio(subject: Measurement | undefined, baseline: Measurement | undefin
   return subject.summary.tps / baseline.summary.tps;
 }
 
-function verdict(clients: number, vsGoal: number | null): Verdict | null {
-  if (clients < GOAL.minClients || vsGoal === null) return null;
-  return vsGoal >= GOAL.ratio ? 'PASS' : 'FAIL';
+function verdict(spec: RatioSpec, clients: number, r: number | null): Verdict | null {
+  if (!spec.goal || clients < spec.goal.minClients || r === null) return null;
+  return r >= spec.goal.min ? 'PASS' : 'FAIL';
 }
+
+const ratioLabel = (spec: RatioSpec): string => `${spec.subject}/${spec.base}`;
 
 async function measure(ctx: BenchContext, target: Target, mode: QueryMode, clients: number, seconds: number, outputFile: string): Promise<Measurement> {
   try {
@@ -62,8 +79,6 @@ export const throughputSection: Section = {
   async run(ctx: BenchContext): Promise<SectionResult> {
     const { settings } = ctx;
     const targets = await ctx.targets();
-    const baselines = targets.filter((t) => t.role === 'baseline');
-    const subjects = targets.filter((t) => t.role === 'subject');
     const outDir = join(ctx.dir, 'pgbench');
     mkdirSync(outDir, { recursive: true });
     const errors: string[] = [];
@@ -78,7 +93,7 @@ export const throughputSection: Section = {
     }
 
     // Targets run back-to-back per (mode, clients), so slow drift of a noisy machine hits
-    // all three alike instead of skewing one whole column.
+    // all of them alike instead of skewing one whole column.
     const results = new Map<string, Measurement>();
     const total = settings.modes.length * settings.clients.length * targets.length;
     let n = 0;
@@ -98,24 +113,34 @@ export const throughputSection: Section = {
       }
     }
 
+    const ids = new Set(targets.map((t) => t.id));
+    const ratioSpecs = RATIOS.filter((r) => ids.has(r.subject) && ids.has(r.base));
+    const goalSpecs = ratioSpecs.filter((r) => r.goal);
+
+    // Table 1: TPS and latency per target. Table 2 (in the notes): ratios and verdicts, so
+    // neither grows too wide to read in a terminal.
     const columns: Column[] = [{ header: 'mode' }, { header: 'clients', align: 'right' }];
     for (const t of targets) columns.push({ header: `${t.label} tps`, align: 'right' }, { header: `${t.label} ms`, align: 'right' });
-    for (const s of subjects) for (const b of baselines) columns.push({ header: `${s.label}/${b.label}`, align: 'right' });
-    for (const s of subjects) columns.push({ header: subjects.length > 1 ? `goal ${s.label}` : 'goal' });
+    const ratioColumns: Column[] = [{ header: 'mode' }, { header: 'clients', align: 'right' }];
+    for (const r of ratioSpecs) ratioColumns.push({ header: ratioLabel(r), align: 'right' });
+    for (const r of goalSpecs) ratioColumns.push({ header: `${ratioLabel(r)} >= ${r.goal!.min}` });
 
     const tableRows: string[][] = [];
+    const ratioRows: string[][] = [];
     const rows: ThroughputRow[] = [];
-    let checked = 0;
-    let passed = 0;
+    const tally = new Map<RatioSpec, { checked: number; passed: number }>(goalSpecs.map((r) => [r, { checked: 0, passed: 0 }]));
     for (const mode of settings.modes) {
       for (const clients of settings.clients) {
         const cells = [mode, String(clients)];
-        const ratioCells: string[] = [];
-        const goalCells: string[] = [];
+        const get = (id: string): Measurement | undefined => results.get(key(mode, clients, id));
+        const ratioOf = new Map(ratioSpecs.map((r) => [r, ratio(get(r.subject), get(r.base))]));
         for (const t of targets) {
-          const m = results.get(key(mode, clients, t.id));
+          const m = get(t.id);
           cells.push(m?.ok ? formatTps(m.summary.tps) : 'error', m?.ok ? formatMs(m.summary.latencyMs) : 'error');
-          const row: ThroughputRow = {
+          const mine = ratioSpecs.filter((r) => r.subject === t.id);
+          const ratios = Object.fromEntries(mine.map((r) => [r.base, ratioOf.get(r)!]));
+          const goals = Object.fromEntries(mine.filter((r) => r.goal).map((r) => [r.base, verdict(r, clients, ratioOf.get(r)!)]));
+          rows.push({
             mode,
             clients,
             target: t.id,
@@ -124,30 +149,37 @@ export const throughputSection: Section = {
             transactions: m?.ok ? m.summary.transactions : null,
             failed_transactions: m?.ok ? m.summary.failed : null,
             ...(m && !m.ok ? { error: m.error } : {}),
-          };
-          if (t.role === 'subject') {
-            const ratios: Record<string, number | null> = {};
-            for (const b of baselines) {
-              ratios[b.id] = ratio(m, results.get(key(mode, clients, b.id)));
-              ratioCells.push(ratios[b.id] === null ? '-' : formatRatio(ratios[b.id]!));
-            }
-            const v = verdict(clients, ratio(m, results.get(key(mode, clients, GOAL.versus))));
-            if (v !== null) {
-              checked++;
-              if (v === 'PASS') passed++;
-            }
-            goalCells.push(v ?? '-');
-            rows.push({ ...row, ratios, goal: v });
-          } else rows.push(row);
+            ...(mine.length > 0 ? { ratios } : {}),
+            ...(Object.keys(goals).length > 0 ? { goals } : {}),
+          });
         }
-        tableRows.push([...cells, ...ratioCells, ...goalCells]);
+        tableRows.push(cells);
+        const verdicts = goalSpecs.map((r) => {
+          const v = verdict(r, clients, ratioOf.get(r)!);
+          if (v !== null) {
+            const t = tally.get(r)!;
+            t.checked++;
+            if (v === 'PASS') t.passed++;
+          }
+          return v ?? '-';
+        });
+        ratioRows.push([mode, String(clients), ...ratioSpecs.map((r) => (ratioOf.get(r) === null ? '-' : formatRatio(ratioOf.get(r)!))), ...verdicts]);
       }
     }
 
     const failedTx = rows.filter((r) => (r.failed_transactions ?? 0) > 0);
     const notes = [
       `tps: pgbench "tps … (without initial connection time)"; ms: pgbench "latency average"; ${settings.seconds}s per run, -j min(clients, 2), pgbench scale ${SCALE}.`,
-      `goal: ${subjects.map((s) => s.label).join(', ')} TPS >= ${GOAL.ratio} x ${GOAL.versus} TPS at >= ${GOAL.minClients} clients (PASS/FAIL; "-" where it does not apply). Met in ${passed} of ${checked} rows.`,
+      `Run order per (mode, clients): ${targets.map((t) => t.id).join(', ')}.`,
+      '',
+      'Ratios (TPS of the first target divided by TPS of the second):',
+      '',
+      renderTable({ columns: ratioColumns, rows: ratioRows }),
+      '',
+      ...goalSpecs.map((r) => {
+        const t = tally.get(r)!;
+        return `goal (${r.goal!.source}): ${r.subject} TPS >= ${r.goal!.min} x ${r.base} TPS at >= ${r.goal!.minClients} clients (PASS/FAIL; "-" where it does not apply). Met in ${t.passed} of ${t.checked} rows.`;
+      }),
       ...failedTx.map((r) => `warning: ${r.failed_transactions} failed transactions in -M ${r.mode} -c ${r.clients} ${r.target}`),
       `raw pgbench output: ${outDir}`,
     ];
