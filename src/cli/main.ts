@@ -11,7 +11,7 @@ import { loadConfig } from '../config/load.js';
 import { loadPolicy } from '../policy/load.js';
 import { ConfigError, GatehouseError } from '../errors.js';
 import { createVerifier } from '../identity/scram.js';
-import { runPrimary, runWorker } from '../server/cluster.js';
+import { runPrimary, runWorker as runWorkerProcess } from '../server/cluster.js';
 import { startNode } from '../server/node.js';
 import { registerPolicyCommands } from './policy.js';
 
@@ -84,6 +84,15 @@ async function userAdd(name: string, opts: { config: string; groups?: string; ki
   parseConfig(next, opts.config);
   writeFileSync(opts.config, next);
   console.log(`${at >= 0 ? 'updated' : 'added'} user "${name}" in ${opts.config} (only a SCRAM-SHA-256 verifier is stored)`);
+}
+
+async function runWorker(loaded: Parameters<typeof runWorkerProcess>[0]): Promise<void> {
+  try {
+    await runWorkerProcess(loaded);
+  } catch (err) {
+    process.stderr.write(`gatehouse worker: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {

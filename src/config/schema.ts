@@ -35,8 +35,6 @@ const postgresListener = z
     host: z.string().default('127.0.0.1'),
     port: port.default(6432),
     tls: listenerTls.optional(),
-    /** Accept cleartext password exchanges from loopback clients without TLS. */
-    allow_cleartext_from_loopback: z.boolean().default(false),
     /** Largest statement (Query/Parse) or other inspected message, in bytes. */
     max_message_bytes: z.number().int().min(1024).default(64 * 1024 * 1024),
     /** Most concurrent client connections per process. */

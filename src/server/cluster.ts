@@ -45,9 +45,20 @@ export async function runPrimary(loaded: LoadedConfig, workers: number, configFi
       if (m.type === 'gatehouse:ready') readyWorkers.add(index);
       else if (m.type === 'gatehouse:cancel') byIndex.get(m.worker)?.send(m);
     });
+    let everReady = false;
+    w.on('message', (m: unknown) => {
+      if (isMessage(m) && m.type === 'gatehouse:ready') everReady = true;
+    });
     w.on('exit', (code, signal) => {
       readyWorkers.delete(index);
       byIndex.delete(index);
+      if (!stopping && !everReady) {
+        // A worker that never started (port in use, bad config) will not start on retry either.
+        logger.error({ worker: index, code }, 'worker failed to start; stopping');
+        process.exitCode = 1;
+        process.kill(process.pid, 'SIGTERM');
+        return;
+      }
       if (!stopping) {
         logger.error({ worker: index, code, signal }, 'worker exited unexpectedly; restarting it');
         setTimeout(() => fork(index), 500);

@@ -7,6 +7,7 @@ import type { Server as HttpServer } from 'node:http';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.js';
+import { ConfigError } from '../errors.js';
 import { PostgresEngine } from '../engine/postgres/engine.js';
 import { createHttpServer } from '../http/server.js';
 import { ProxyMetrics } from '../http/metrics.js';
@@ -44,9 +45,13 @@ export interface GatehouseNode {
   shutdown(): Promise<void>;
 }
 
-function listen(server: Server | HttpServer, host: string, port: number): Promise<number> {
+/** Listen, or fail with a ConfigError naming the listener key and the reason (e.g. port in use). */
+function listen(server: Server | HttpServer, host: string, port: number, key: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EADDRINUSE' ? 'the address is already in use' : err.code === 'EACCES' ? 'permission denied' : err.code ?? err.message;
+      reject(new ConfigError(`${key}: cannot listen on ${host}:${port}: ${why}`));
+    });
     server.listen({ host, port, exclusive: false }, () => {
       server.off('error', reject);
       resolve((server.address() as AddressInfo).port);
@@ -81,7 +86,7 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
   pgServer.on('error', (err) => logger.error({ err }, 'PostgreSQL listener error'));
   const pgListener = config.listeners.postgres;
   let ready = false;
-  const pgPort = await listen(pgServer, pgListener.host, pgListener.port);
+  const pgPort = await listen(pgServer, pgListener.host, pgListener.port, 'listeners.postgres');
 
   let httpServer: HttpServer | undefined;
   let httpPort: number | undefined;
@@ -90,7 +95,12 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
       ready: () => ready,
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
     });
-    httpPort = await listen(httpServer, config.listeners.http.host, config.listeners.http.port);
+    try {
+      httpPort = await listen(httpServer, config.listeners.http.host, config.listeners.http.port, 'listeners.http');
+    } catch (err) {
+      pgServer.close();
+      throw err;
+    }
   }
   ready = true;
   logger.info({ event: 'listening', postgres: `${pgListener.host}:${pgPort}`, http: httpPort === undefined ? undefined : `${config.listeners.http!.host}:${httpPort}`, connections: [...loaded.connections.keys()] }, 'Gatehouse is ready');
