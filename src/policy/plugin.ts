@@ -10,7 +10,7 @@ import { emptyFacts, type StatementFacts } from '../sql/facts.js';
 import { analyzePostgres } from '../sql/pg-analyzer.js';
 import { statementKey } from '../sql/statement-key.js';
 import type { PipelinePlugin } from '../session/pipeline.js';
-import type { Decision, SessionInfo, Statement } from '../session/types.js';
+import { permits, type Decision, type Execution, type SessionInfo, type Statement } from '../session/types.js';
 import { contextView, statementView, type CelObject } from './cel-view.js';
 import { createPolicyInput, decideStatements } from './decide.js';
 import type { PolicyEngine, PolicyInput } from './engine.js';
@@ -59,8 +59,13 @@ interface SessionState {
   /** Decisions by shape key, for this session's identity and connection. */
   readonly decisions: Map<string, Decision>;
   generation: number;
-  /** SQL-level prepared statements: name -> analysis of the prepared statement. */
-  readonly prepared: Map<string, Analysis>;
+  /**
+   * Named prepared statements (SQL PREPARE and protocol-level Parse share one name space):
+   * name -> analysis, or null when Gatehouse cannot be sure what the name holds now.
+   */
+  readonly prepared: Map<string, Analysis | null>;
+  /** SQL PREPAREs waiting for their outcome: recorded only once the server accepted them. */
+  readonly pendingPrepare: WeakMap<Statement, Array<[string, Analysis]>>;
 }
 
 export interface PolicyStageOptions {
@@ -110,6 +115,7 @@ export class PolicyStage implements PipelinePlugin {
         decisions: new Map(),
         generation: this.#generation,
         prepared: new Map(),
+        pendingPrepare: new WeakMap(),
       };
       this.#sessions.set(session, s);
     }
@@ -160,14 +166,40 @@ export class PolicyStage implements PipelinePlugin {
       if (state.decisions.size >= (this.#opts.maxSessionDecisions ?? 1000)) state.decisions.clear();
       state.decisions.set(cacheKey, decision);
     }
-    // Remember SQL-level PREPARE of allowed statements for later EXECUTE.
-    if (decision.action === 'allow' || decision.action === 'mask') {
-      for (const f of analysis.facts) {
-        if (f.preparedName) state.prepared.set(f.preparedName, { facts: [f], views: [statementView(f)], cacheable: false });
-        if (f.kind === 'DEALLOCATE') state.prepared.clear();
-      }
-    }
+    if (permits(decision)) this.#trackPrepared(state, statement, analysis);
     return decision;
+  }
+
+  /**
+   * Keep the name -> statement map EXECUTE is resolved with. Fail closed: a name that may hold
+   * something else than what we recorded becomes unknown (null), which EXECUTE treats as dynamic.
+   */
+  #trackPrepared(state: SessionState, statement: Statement, analysis: Analysis): void {
+    if (statement.protocol === 'extended' && statement.name !== '') {
+      // Protocol-level Parse of a named statement; if the name is taken the Parse fails and the
+      // old statement stays, so a known name becomes unknown rather than overwritten.
+      const name = statement.name;
+      state.prepared.set(name, state.prepared.has(name) ? null : analysis);
+      return;
+    }
+    const pending: Array<[string, Analysis]> = [];
+    for (const f of analysis.facts) {
+      if (f.preparedName) pending.push([f.preparedName, { facts: [f], views: [statementView(f)], cacheable: false }]);
+      if (f.kind === 'DEALLOCATE' || f.kind === 'DISCARD') state.prepared.clear();
+    }
+    if (pending.length > 0) state.pendingPrepare.set(statement, pending);
+  }
+
+  /** Outcome of an execution: commit the PREPAREs the server accepted. */
+  complete(session: SessionInfo, execution: Execution): void {
+    const state = this.#sessions.get(session);
+    const pending = state?.pendingPrepare.get(execution.statement);
+    if (state === undefined || pending === undefined) return;
+    state.pendingPrepare.delete(execution.statement);
+    for (const [name, analysis] of pending) {
+      if (execution.sqlstate !== undefined || state.prepared.has(name)) state.prepared.set(name, null);
+      else state.prepared.set(name, analysis);
+    }
   }
 
   /** EXECUTE name -> the facts of the statement PREPAREd under that name in this session. */

@@ -28,6 +28,9 @@ export function statementLog(logger: Logger): PipelinePlugin {
   const bindings = JSON.stringify(logger.bindings()).slice(1, -1);
   const prefixes = new WeakMap<SessionInfo, string>();
   const texts = new WeakMap<Statement, string>();
+  // At tens of thousands of lines per second many share a millisecond: format the time once per ms.
+  let lastMs = 0;
+  let lastIso = '';
   return {
     name: 'statement-log',
     sessionStart: (s) => {
@@ -57,8 +60,14 @@ export function statementLog(logger: Logger): PipelinePlugin {
         if (st.protocol === 'extended') texts.set(st, text); // reused by every Execute
       }
       const d = st.decision;
-      let line = `{"level":"info","time":"${new Date().toISOString()}"${prefixes.get(s) ?? ''}${text},"duration_ms":${Math.round(e.durationMs * 1000) / 1000},"rows":${e.rows}`;
-      if (e.command) line += `,"command":${JSON.stringify(e.command)}`;
+      const now = Date.now();
+      if (now !== lastMs) {
+        lastMs = now;
+        lastIso = new Date(now).toISOString();
+      }
+      let line = `{"level":"info","time":"${lastIso}"${prefixes.get(s) ?? ''}${text},"duration_ms":${Math.round(e.durationMs * 1000) / 1000},"rows":${e.rows}`;
+      // Command tags are keywords and digits; escape only if one ever holds a quote or backslash.
+      if (e.command) line += e.command.includes('"') || e.command.includes('\\') ? `,"command":${JSON.stringify(e.command)}` : `,"command":"${e.command}"`;
       if (e.sqlstate !== undefined) line += `,"sqlstate":${JSON.stringify(e.sqlstate)}`;
       line += `,"decision":"${d.action}"`;
       if (d.ruleId !== undefined) line += `,"rule":${JSON.stringify(d.ruleId)}`;

@@ -458,7 +458,7 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
     case 'CallStmt':
       f.kind = 'CALL';
       f.category = 'write';
-      walk(v.funccall, c, new Set(), false);
+      walk({ FuncCall: v.funccall }, c, new Set(), false); // an unwrapped FuncCall: the procedure and its arguments
       break;
     default: {
       const simple = SIMPLE_KINDS[type];

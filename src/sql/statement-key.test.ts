@@ -89,7 +89,10 @@ describe('statementKey: same shape, same key', () => {
 
   it('newlines are kept apart from spaces but runs of either collapse', () => {
     sameKey('select 1\n\n\nfrom t', 'select 1\r\nfrom t');
-    sameKey('select 1 -- c\nfrom t', 'select 1\nfrom t');
+    // A -- comment is a separator of its own (it keeps string continuation in PostgreSQL 15, not
+    // in the analyzer's parser), whatever the comment says.
+    differentKey('select 1 -- c\nfrom t', 'select 1\nfrom t');
+    sameKey('select 1 -- c\nfrom t', 'select 1 -- other text\nfrom t');
   });
 
   it('unquoted identifiers fold ASCII case only', () => {
@@ -270,9 +273,9 @@ const kw = (word: string): fc.Arbitrary<string> => fc.constantFrom(word.toLowerC
 /** Separator classes: a skeleton picks the class, each rendering a member. */
 const SEPARATORS = [
   [' ', '  ', '\t'],
-  ['\n', '\r\n', ' -- c\n', '\n\t'],
-  [' /* c */ ', ' /* a /* b */ c */ ', ' /**/ ', '/* x */'],
-  [' /* c */\n', '\n/* c */ ', '\n /**/\n'],
+  ['\n', '\r\n', '\n\t'],
+  [' -- c\n', ' -- x y\n', '\t-- c\r\n'],
+  [' /* c */ ', ' /* a /* b */ c */ ', ' /**/ ', '/* x */', ' /* c */\n', '\n/* c */ ', '\n /**/\n'],
 ];
 /** Separators between two string literals that continue the string (whitespace with a newline). */
 const CONTINUATION_OK = ['\n', '\r\n', '\n\t', '\n  ', ' \n '];

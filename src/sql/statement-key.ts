@@ -88,10 +88,10 @@ export function statementKey(sql: string): string {
   let run = 0; // start of the pending unchanged run
   let i = 0;
   // Leading whitespace/comments are dropped; `sep` marks that a separator is owed.
-  let sep = 0; // 0 none, 1 space, 2 newline, 3 block comment
+  let sep = 0; // 0 none, 1 space, 2 newline, 3 block comment, 4 line comment
   let started = false;
   const emitSep = (): void => {
-    if (sep !== 0 && started) out += sep === 2 ? '\n' : sep === 3 ? ' \0c ' : ' ';
+    if (sep !== 0 && started) out += sep === 2 ? '\n' : sep === 3 ? ' \0c ' : sep === 4 ? ' \0l ' : ' ';
     sep = 0;
   };
   while (i < n) {
@@ -110,12 +110,14 @@ export function statementKey(sql: string): string {
       while (i < n) {
         const w = sql.charCodeAt(i);
         if (isSpace(w)) {
-          if ((w === 0x0a || w === 0x0d) && sep !== 3) sep = 2;
+          if ((w === 0x0a || w === 0x0d) && sep < 3) sep = 2;
           else if (sep === 0) sep = 1;
           i++;
         } else if (w === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
           while (i < n && sql.charCodeAt(i) !== 0x0a && sql.charCodeAt(i) !== 0x0d) i++;
-          if (sep === 0) sep = 1;
+          // A -- comment keeps string continuation in PostgreSQL 15 but not in the analyzer's
+          // parser: give it a separator of its own so the two readings never share a key.
+          sep = 4;
         } else if (w === 0x2f && sql.charCodeAt(i + 1) === 0x2a) {
           let depth = 1;
           let j = i + 2;
