@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { CommanderError, type Command } from 'commander';
-import { LineCounter, parseDocument } from 'yaml';
+import { parseYaml } from '../config/yaml.js';
 import { z } from 'zod';
 import { loadConfig, type LoadedConfig, type ResolvedConnection } from '../config/load.js';
 import { AccessDenied, ConfigError } from '../errors.js';
@@ -274,14 +274,7 @@ function parseFixtures(file: string): z.output<typeof fixturesSchema> {
   } catch (err) {
     throw new ConfigError(`${file}: cannot read the fixtures file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    const pos = lineCounter.linePos(e.pos[0]);
-    throw new ConfigError(`${file}: line ${pos.line}, column ${pos.col}: invalid YAML: ${e.message.split('\n')[0]}`);
-  }
-  const raw: unknown = doc.toJS() ?? {};
+  const raw = parseYaml(text, file);
   const result = fixturesSchema.safeParse(raw);
   if (!result.success) {
     // An unknown key is usually a misspelt one, which explains a "missing" key: report it first.

@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { parseYaml } from './yaml.js';
 import { configSchema, type Config, type ConnectionConfig } from './schema.js';
 
 /** A connection with its upstream secret resolved and its TLS material loaded. */
@@ -86,14 +86,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 
 /** Parse and validate configuration text (no file access besides what it references). */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { prettyErrors: false, lineCounter });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    const pos = lineCounter.linePos(e.pos[0]);
-    throw new ConfigError(`${file}: line ${pos.line}, column ${pos.col}: invalid YAML: ${e.message.split('\n')[0]}`);
-  }
-  const raw = doc.toJS() ?? {};
+  const raw = parseYaml(text, file);
   if (typeof raw !== 'object' || Array.isArray(raw)) fail(file, [], 'expected a mapping of keys (listeners, connections, users, ...)');
   const interpolated = interpolate(raw, env, file);
   const result = configSchema.safeParse(interpolated);

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseCel } from '@marcbachmann/cel-js';
-import { LineCounter, parseDocument } from 'yaml';
+import { parseYaml } from '../config/yaml.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 
@@ -103,20 +103,14 @@ export function compileRule(spec: RuleSpec, where: string, guardrail: boolean): 
 
 /** Parse a policy file's text; errors name the file and the key or rule. */
 export function parsePolicyFile(text: string, file: string): PolicyFile {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    const pos = lineCounter.linePos(e.pos[0]);
-    throw new ConfigError(`${file}: line ${pos.line}, column ${pos.col}: invalid YAML: ${e.message.split('\n')[0]}`);
-  }
-  const result = policyFileSchema.safeParse(doc.toJS() ?? {});
+  const raw = parseYaml(text, file);
+  const result = policyFileSchema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const path = issue.path;
     let where = path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
-    const raw = doc.toJS() as { rules?: Array<{ id?: string }> } | null;
-    if (path[0] === 'rules' && typeof path[1] === 'number' && raw?.rules?.[path[1]]?.id) where += ` (rule "${raw.rules[path[1]]!.id}")`;
+    const rules = (raw as { rules?: Array<{ id?: string }> }).rules;
+    if (path[0] === 'rules' && typeof path[1] === 'number' && rules?.[path[1]]?.id) where += ` (rule "${rules[path[1]]!.id}")`;
     const message = issue.code === 'unrecognized_keys' ? `unknown key ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
     throw new ConfigError(`${file}: ${where || '(top level)'}: ${message}`);
   }

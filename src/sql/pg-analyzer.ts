@@ -181,8 +181,7 @@ function walk(node: unknown, c: Collector, ctes: ReadonlySet<string>, inCte: boo
       case 'RangeVar': {
         const name = rangeVarName(v);
         if (!v.schemaname && ctes.has(name)) break;
-        c.tables.add(name);
-        c.read.add(name);
+        touch(c, name, false);
         break;
       }
       case 'ColumnRef': {
@@ -232,13 +231,18 @@ function walkStatement(type: string, v: Node, c: Collector, outer: ReadonlySet<s
     return;
   }
   const target = rangeVarName(v.relation as Node);
-  c.tables.add(target);
-  c.written.add(target);
+  touch(c, target, true);
   const kind = type === 'InsertStmt' ? 'INSERT' : type === 'UpdateStmt' ? 'UPDATE' : type === 'DeleteStmt' ? 'DELETE' : 'MERGE';
   const bounded = kind === 'INSERT' ? true : kind === 'MERGE' ? bounds(v.joinCondition) : bounds(v.whereClause);
   const conflict = (v.onConflictClause as Node | undefined)?.action;
   c.writes.push({ kind, table: target, bounded, inCte, upsert: conflict === 'ONCONFLICT_UPDATE' });
   for (const [k, val] of Object.entries(v)) if (k !== 'withClause' && k !== 'relation') walk(val, c, ctes, inCte);
+}
+
+/** Record a table the statement names, as read or as written. */
+function touch(c: Collector, name: string, written: boolean): void {
+  c.tables.add(name);
+  (written ? c.written : c.read).add(name);
 }
 
 function collector(): Collector {
@@ -295,10 +299,7 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
       if (['TABLE', 'VIEW', 'MATERIALIZED VIEW', 'SEQUENCE', 'INDEX', 'FOREIGN TABLE'].includes(f.objectType)) {
         for (const o of (v.objects as Node[] | undefined) ?? []) {
           const name = names((o.List as Node | undefined)?.items);
-          if (name) {
-            c.tables.add(name);
-            c.written.add(name);
-          }
+          if (name) touch(c, name, true);
         }
       }
       break;
@@ -318,9 +319,7 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
         const sub = String((cmd.AlterTableCmd as Node).subtype);
         return ALTER_SUBCOMMANDS[sub] ?? sub.replace(/^AT_/, '').replace(/([a-z])([A-Z])/g, '$1 $2').toUpperCase();
       });
-      const name = rangeVarName(v.relation as Node);
-      c.tables.add(name);
-      c.written.add(name);
+      touch(c, rangeVarName(v.relation as Node), true);
       walk(v.cmds, c, new Set(), false);
       break;
     }
@@ -332,9 +331,7 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
       f.category = objectType === 'ROLE' ? 'dcl' : 'ddl';
       f.subcommands = [renameType === 'OBJECT_COLUMN' ? 'RENAME COLUMN' : renameType === 'OBJECT_TABCONSTRAINT' ? 'RENAME CONSTRAINT' : 'RENAME'];
       if (v.relation) {
-        const name = rangeVarName(v.relation as Node);
-        c.tables.add(name);
-        c.written.add(name);
+        touch(c, rangeVarName(v.relation as Node), true);
       }
       break;
     }
@@ -366,11 +363,7 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
       f.copyProgram = v.is_program === true;
       f.copyFile = v.filename !== undefined && !f.copyProgram;
       f.category = from ? 'write' : 'read';
-      if (v.relation) {
-        const name = rangeVarName(v.relation as Node);
-        c.tables.add(name);
-        (from ? c.written : c.read).add(name);
-      }
+      if (v.relation) touch(c, rangeVarName(v.relation as Node), from);
       if (v.query) walk(v.query, c, new Set(), true); // COPY (DELETE ... RETURNING) TO: rows hidden in "COPY n"
       break;
     }
@@ -440,9 +433,7 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
       walk(v.query, c, new Set(), false);
       const into = (v.into as Node | undefined)?.rel as Node | undefined;
       if (into) {
-        const name = rangeVarName(into);
-        c.tables.add(name);
-        c.written.add(name);
+        touch(c, rangeVarName(into), true);
       }
       break;
     }
@@ -471,11 +462,7 @@ function analyzeNode(stmt: Node, text: string): StatementFacts {
         if (v.relation) rels.push({ RangeVar: v.relation });
         if (v.view) rels.push({ RangeVar: v.view });
         if (Array.isArray(v.relations)) rels.push(...(v.relations as Node[]));
-        for (const r of rels) {
-          const name = rangeVarName(r.RangeVar as Node);
-          c.tables.add(name);
-          (type === 'LockStmt' || type === 'ClusterStmt' || type === 'ReindexStmt' ? c.read : c.written).add(name);
-        }
+        for (const r of rels) touch(c, rangeVarName(r.RangeVar as Node), !(type === 'LockStmt' || type === 'ClusterStmt' || type === 'ReindexStmt'));
         if (type === 'ViewStmt') walk(v.query, c, new Set(), false);
       }
       if (type === 'TruncateStmt') f.objectType = 'TABLE';
