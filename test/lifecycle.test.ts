@@ -9,12 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { createTestDatabase, freePort, startPrivatePostgres } from './helpers/pg.js';
-import { configYaml, spawnCli, startProxy, waitFor } from './helpers/proxy.js';
+import { createTestDatabase, freePorts, startPrivatePostgres } from './helpers/pg.js';
+import { configYaml, spawnCli, startProxy, waitFor, waitReady } from './helpers/proxy.js';
 
 async function writeConfig(database: string, extra: Partial<Parameters<typeof configYaml>[0]> = {}): Promise<{ file: string; pgPort: number; httpPort: number }> {
-  const pgPort = await freePort();
-  const httpPort = await freePort();
+  const [pgPort, httpPort] = await freePorts(2);
   const dir = mkdtempSync(join(tmpdir(), 'gh-life-'));
   const file = join(dir, 'gatehouse.yaml');
   writeFileSync(file, configYaml({ database, pgPort, httpPort, ...extra }).replace(/log: \{ level: \w+/, 'log: { level: info'));
@@ -26,15 +25,6 @@ const client = (port: number, user = 'alice') => {
   c.on('error', () => {});
   return c;
 };
-
-async function ready(httpPort: number): Promise<boolean> {
-  try {
-    const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
-    return r.status === 200;
-  } catch {
-    return false;
-  }
-}
 
 function cancelRequest(port: number, pid: number, secret: number): Promise<void> {
   return new Promise((resolve) => {
@@ -60,7 +50,7 @@ describe('the gatehouse process', () => {
     const { file, pgPort, httpPort } = await writeConfig(db.name, { shutdownTimeout: '10s' });
     const proc = spawnCli(['serve', '--config', file]);
     try {
-      await waitFor(() => ready(httpPort), 10_000, 'readyz');
+      await waitReady(httpPort, proc);
       const busy = client(pgPort);
       const idle = client(pgPort);
       await busy.connect();
@@ -85,7 +75,7 @@ describe('the gatehouse process', () => {
     const { file, pgPort, httpPort } = await writeConfig(db.name, { shutdownTimeout: '1s' });
     const proc = spawnCli(['serve', '--config', file]);
     try {
-      await waitFor(() => ready(httpPort), 10_000, 'readyz');
+      await waitReady(httpPort, proc);
       const c = client(pgPort);
       await c.connect();
       const q = c.query('select pg_sleep(20)').catch((e: Error & { code?: string }) => e);
@@ -104,7 +94,7 @@ describe('the gatehouse process', () => {
     const { file, pgPort, httpPort } = await writeConfig(db.name);
     const proc = spawnCli(['serve', '--config', file, '--workers', '2']);
     try {
-      await waitFor(() => ready(httpPort), 15_000, 'readyz of both workers');
+      await waitReady(httpPort, proc);
       const clients = await Promise.all(
         Array.from({ length: 6 }, async () => {
           const c = client(pgPort);

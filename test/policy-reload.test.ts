@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { createTestDatabase, direct, freePort } from './helpers/pg.js';
-import { configYaml, spawnCli, waitFor } from './helpers/proxy.js';
+import { createTestDatabase, direct, freePorts } from './helpers/pg.js';
+import { configYaml, spawnCli, waitFor, waitReady } from './helpers/proxy.js';
 
 /** The SQLSTATE a query fails with, or "ok". */
 async function outcome(c: pg.Client, sql: string): Promise<string> {
@@ -34,14 +34,13 @@ describe('policy reload', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gh-reload-'));
     const policy = join(dir, 'policy.yaml');
     writeFileSync(policy, 'rules: []\n');
-    const pgPort = await freePort();
-    const httpPort = await freePort();
+    const [pgPort, httpPort] = await freePorts(2);
     const file = join(dir, 'gatehouse.yaml');
     writeFileSync(file, configYaml({ database: db.name, pgPort, httpPort, extraYaml: `policy: { files: [${policy}], watch: true }` }).replace(/log: \{ level: \w+/, 'log: { level: info'));
     const proc = spawnCli(['serve', '--config', file]);
     const c = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'alice', password: 'alice-pw', database: 'dev' });
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => null))?.status === 200, 10_000, 'readyz');
+      await waitReady(httpPort, proc);
       await c.connect();
       await c.query('create table foo (id int)');
       assert.equal((await c.query('select count(*)::int as n from foo')).rows[0].n, 0);
@@ -70,14 +69,13 @@ describe('policy reload', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gh-reload-'));
     const policy = join(dir, 'policy.yaml');
     writeFileSync(policy, denyFoo('team.no-foo'));
-    const pgPort = await freePort();
-    const httpPort = await freePort();
+    const [pgPort, httpPort] = await freePorts(2);
     const file = join(dir, 'gatehouse.yaml');
     writeFileSync(file, configYaml({ database: db.name, pgPort, httpPort, extraYaml: `policy: { files: [${policy}], watch: false }` }).replace(/log: \{ level: \w+/, 'log: { level: info'));
     const proc = spawnCli(['serve', '--config', file]);
     const c = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'alice', password: 'alice-pw', database: 'dev' });
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => null))?.status === 200, 10_000, 'readyz');
+      await waitReady(httpPort, proc);
       await c.connect();
       await direct(db.name, 'create table if not exists foo (id int)');
       assert.equal(await outcome(c, 'select 1 from foo'), '42501');

@@ -46,6 +46,13 @@ export async function direct<T extends pg.QueryResultRow = pg.QueryResultRow>(da
   }
 }
 
+/** Several distinct free ports (a port just released can be handed out again). */
+export async function freePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();

@@ -121,6 +121,13 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: 
   return { child, output: () => out, exited };
 }
 
+/** Wait until a spawned gatehouse answers /readyz with 200; on failure the error carries its output. */
+export async function waitReady(httpPort: number, proc: { output: () => string }, ms = 30_000): Promise<void> {
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => null))?.status === 200, ms, 'readyz').catch((err: Error) => {
+    throw new Error(`${err.message}; gatehouse printed:\n${proc.output()}`);
+  });
+}
+
 /** Wait until `fn` returns truthy (polling), or throw after `ms`. */
 export async function waitFor<T>(fn: () => T | Promise<T>, ms = 10_000, what = 'condition'): Promise<T> {
   const deadline = Date.now() + ms;
