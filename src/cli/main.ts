@@ -36,6 +36,9 @@ async function readSecret(prompt: string): Promise<string> {
 }
 
 async function serve(opts: { config: string; workers?: string; worker?: boolean }): Promise<void> {
+  // SIGHUP reloads policy once running; before that it must not end the process (its default).
+  const early = (): void => {};
+  process.on('SIGHUP', early);
   const loaded = loadConfig(opts.config);
   if (opts.worker) return runWorker(loaded);
   const setting = opts.workers ?? String(loaded.config.server.workers);
@@ -45,6 +48,7 @@ async function serve(opts: { config: string; workers?: string; worker?: boolean 
   const node = await startNode(loaded);
   const reload = (): void => void node.reloadPolicy();
   process.on('SIGHUP', reload);
+  process.off('SIGHUP', early);
   await new Promise<void>((resolve) => {
     const stop = (): void => void node.shutdown().then(resolve);
     process.once('SIGTERM', stop);

@@ -139,7 +139,7 @@ export class ProxyMetrics {
       sessionEnd: (s: SessionInfo) => this.connectionsActive.labels(s.connection.name).dec(),
       complete: (s: SessionInfo, e: Execution) => {
         const st = this.#statsFor(s.connection.name);
-        if (e.sqlstate === '42501' || (e.statement.decision.action !== 'allow' && e.statement.decision.action !== 'mask')) st.denied++;
+        if (e.refusedBy !== undefined) st.denied++;
         else if (e.sqlstate !== undefined) st.error++;
         else st.ok++;
         const seconds = e.durationMs / 1000;

@@ -38,6 +38,8 @@ export interface PolicySource {
 
 export class PolicyEngine {
   readonly rules: readonly CompiledRule[];
+  /** Some rule reads statement.text, which differs between texts of one shape. */
+  readonly readsText: boolean;
   readonly #defaults: Defaults;
   /** Called for evaluation errors (a failing deny rule counts as matched: fail closed). */
   onError: (rule: CompiledRule, err: unknown) => void = () => {};
@@ -70,6 +72,7 @@ export class PolicyEngine {
       rules.push(compileRule(spec, where, guardrail));
     }
     this.rules = rules;
+    this.readsText = rules.some((r) => /\.text\b/.test(r.condition));
     this.#defaults = defaults;
   }
 

@@ -136,6 +136,12 @@ export class PolicyStage implements PipelinePlugin {
     if (enc !== undefined && UNSAFE_ENCODINGS.has(enc.toUpperCase())) {
       return failClosed(text, `client_encoding ${enc} cannot be analyzed reliably; use UTF8`);
     }
+    // Facts cached by shape carry the first text of that shape: rules that read the text need
+    // this statement's own.
+    if (this.#engine.readsText) {
+      const facts = analyzePostgres(text);
+      return { facts, views: facts.map(statementView), cacheable: false };
+    }
     return this.facts.analyze(text);
   }
 
@@ -146,7 +152,7 @@ export class PolicyStage implements PipelinePlugin {
       f.kind = 'FUNCTION CALL';
       f.parsed = true;
       f.dynamic = true;
-      return this.#evaluateFull(state, { facts: [f], views: [statementView(f)], cacheable: false }, session).decision;
+      return this.#evaluateFull(state, { facts: [f], views: [statementView(f)], cacheable: false }, session, statement.text).decision;
     }
     const text = statement.text;
     // Fast path: the same shape was decided before in this session.
@@ -161,7 +167,7 @@ export class PolicyStage implements PipelinePlugin {
     }
     let analysis = this.analyze(session, text);
     analysis = this.#resolveExecute(state, analysis);
-    const { decision, volatile } = this.#evaluateFull(state, analysis, session);
+    const { decision, volatile } = this.#evaluateFull(state, analysis, session, text);
     if (safe && !volatile && analysis.cacheable && !analysis.facts.some((f) => f.preparedName || f.executeName)) {
       if (state.decisions.size >= (this.#opts.maxSessionDecisions ?? 1000)) state.decisions.clear();
       state.decisions.set(cacheKey, decision);
@@ -215,9 +221,9 @@ export class PolicyStage implements PipelinePlugin {
     return { facts, views: facts.map(statementView), cacheable: false };
   }
 
-  #evaluateFull(state: SessionState, analysis: Analysis, session: SessionInfo): { decision: Decision; volatile: boolean } {
+  #evaluateFull(state: SessionState, analysis: Analysis, session: SessionInfo, text: string): { decision: Decision; volatile: boolean } {
     const { decision, volatile } = decideStatements(this.#engine, analysis, state.input);
-    this.#logDryRun(decision, session, analysis.facts.map((f) => f.text).join('; '));
+    this.#logDryRun(decision, session, text);
     return { decision, volatile };
   }
 

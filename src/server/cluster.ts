@@ -8,6 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type { Server as HttpServer } from 'node:http';
 import type { LoadedConfig } from '../config/load.js';
+import { ConfigError } from '../errors.js';
 import { createHttpServer } from '../http/server.js';
 import { createLogger } from './logger.js';
 import { startNode } from './node.js';
@@ -73,10 +74,19 @@ export async function runPrimary(loaded: LoadedConfig, workers: number, configFi
       ready: () => readyWorkers.size === workers,
       metrics: async () => ({ contentType: aggregator.contentType, body: await (await aggregator.clusterMetrics()) }),
     });
-    await new Promise<void>((resolve, reject) => {
-      http!.once('error', reject);
-      http!.listen(config.listeners.http!.port, config.listeners.http!.host, () => resolve());
-    });
+    const { host, port } = config.listeners.http;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        http!.once('error', reject);
+        http!.listen(port, host, () => resolve());
+      });
+    } catch (err) {
+      // Stop the workers already forked, then report like any configuration error.
+      stopping = true;
+      for (const w of byIndex.values()) w.process.kill('SIGTERM');
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new ConfigError(`${configFile}: listeners.http: cannot listen on ${host}:${port}: ${code === 'EADDRINUSE' ? 'the address is already in use' : code ?? (err as Error).message}`);
+    }
   }
   logger.info({ event: 'cluster_started', workers }, `started ${workers} workers`);
 

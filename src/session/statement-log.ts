@@ -70,7 +70,9 @@ export function statementLog(logger: Logger): PipelinePlugin {
       if (e.command) line += e.command.includes('"') || e.command.includes('\\') ? `,"command":${JSON.stringify(e.command)}` : `,"command":"${e.command}"`;
       if (e.sqlstate !== undefined) line += `,"sqlstate":${JSON.stringify(e.sqlstate)}`;
       line += `,"decision":"${d.action}"`;
-      if (d.ruleId !== undefined) line += `,"rule":${JSON.stringify(d.ruleId)}`;
+      const rule = e.refusedBy ?? d.ruleId;
+      if (rule !== undefined) line += `,"rule":${JSON.stringify(rule)}`;
+      if (e.refusedBy !== undefined && d.action !== 'deny' && d.action !== 'require_approval') line += ',"refused":true';
       if (d.rowCap !== undefined) line += `,"row_cap":${d.rowCap.limit}`;
       destination.write(line + '}\n');
     },

@@ -93,6 +93,8 @@ export interface Execution {
   command: string;
   /** SQLSTATE when the database (or Gatehouse) refused it. */
   sqlstate: string | undefined;
+  /** Set when Gatehouse itself refused it: the rule (a deny, or the row cap that tripped). */
+  refusedBy: string | undefined;
   /** Milliseconds, set at completion. */
   durationMs: number;
 }

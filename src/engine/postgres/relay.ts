@@ -105,6 +105,7 @@ interface Expectation {
 /** One run of the affected-rows breaker. */
 interface CapRun {
   readonly limit: number;
+  readonly ruleId: string;
   readonly refusal: Buffer;
   /** autocommit: Gatehouse opened a transaction; savepoint: inside the client's transaction. */
   readonly mode: 'autocommit' | 'savepoint';
@@ -356,7 +357,7 @@ export class PgRelay {
   }
 
   #execution(statement: Statement): PendingExecution {
-    return { statement, startedAt: performance.now(), rows: 0, command: '', sqlstate: undefined, durationMs: 0, dataRows: 0 };
+    return { statement, startedAt: performance.now(), rows: 0, command: '', sqlstate: undefined, refusedBy: undefined, durationMs: 0, dataRows: 0 };
   }
 
   #pauseClient(): void {
@@ -418,7 +419,6 @@ export class PgRelay {
    */
   #apply(statement: Statement, decision: Decision, view: Buffer, paused: boolean): FrameVerdict {
     statement.decision = decision;
-    const simple = statement.protocol !== 'extended';
     const kind = statement.protocol === 'simple' ? Exp.Query : statement.protocol === 'fastpath' ? Exp.Call : Exp.Parse;
     if (permits(decision)) {
       if (kind === Exp.Parse) {
@@ -432,7 +432,10 @@ export class PgRelay {
     }
     // Refused: send a statement that fails at parse time, and rewrite its error.
     const marker = `${DENY_TOKEN}_${statement.protocol}`;
-    const e: Expectation = { ...expectation(kind, simple ? this.#execution(statement) : null), refusal: this.#refusalFor(decision) };
+    // Every refusal is an execution of its own (logged, counted, audited), Parse included.
+    const exec = this.#execution(statement);
+    exec.refusedBy = decision.ruleId ?? 'default';
+    const e: Expectation = { ...expectation(kind, exec), refusal: this.#refusalFor(decision) };
     this.#expect.push(e);
     if (kind !== Exp.Parse) return messages.query(marker);
     // Kept for labelling its executions; the server will not have it.
@@ -466,7 +469,7 @@ export class PgRelay {
         return this.#resumeClient(null);
       }
       const mode = this.#txNow === 'T' ? 'savepoint' : 'autocommit';
-      const run: CapRun = { limit: cap.limit, refusal: this.#refusalFor({ action: 'deny', ruleId: cap.ruleId, message: cap.message }), mode, tripped: false, errored: false };
+      const run: CapRun = { limit: cap.limit, ruleId: cap.ruleId, refusal: this.#refusalFor({ action: 'deny', ruleId: cap.ruleId, message: cap.message }), mode, tripped: false, errored: false };
       this.#expect.push(expectation(Exp.Query, null, true));
       this.#writeUpstream(messages.query(mode === 'autocommit' ? 'BEGIN' : `SAVEPOINT ${CAP_SAVEPOINT}`));
       this.#expect.push({ ...expectation(Exp.Query, exec), cap: run });
@@ -487,7 +490,7 @@ export class PgRelay {
         return this.#resumeClient(null);
       }
       const mode = this.#txNow === 'T' ? 'savepoint' : 'autocommit';
-      const run: CapRun = { limit: cap.limit, refusal: this.#refusalFor({ action: 'deny', ruleId: cap.ruleId, message: cap.message }), mode, tripped: false, errored: false };
+      const run: CapRun = { limit: cap.limit, ruleId: cap.ruleId, refusal: this.#refusalFor({ action: 'deny', ruleId: cap.ruleId, message: cap.message }), mode, tripped: false, errored: false };
       this.#inject(mode === 'autocommit' ? 'BEGIN' : `SAVEPOINT ${CAP_SAVEPOINT}`);
       this.#expect.push({ ...expectation(Exp.Execute, exec), cap: run });
       this.#writeUpstream(view);
@@ -516,15 +519,20 @@ export class PgRelay {
       run.tripped = true;
       out = run.refusal;
       this.#skipUntilSync = true;
-      if (run.mode === 'savepoint') {
+      if (run.mode === 'savepoint' && this.#finishAtSync === null) {
+        // The client's own transaction: undo just this statement and keep it usable.
         this.#inject(`ROLLBACK TO SAVEPOINT ${CAP_SAVEPOINT}`);
         this.#inject(`RELEASE SAVEPOINT ${CAP_SAVEPOINT}`);
-      } else this.#finishAtSync = 'rollback';
+      } else {
+        // Gatehouse's transaction (possibly opened by an earlier capped statement of this Sync
+        // batch): roll back the whole batch, as the server does with an implicit transaction.
+        this.#finishAtSync = 'rollback';
+      }
     } else if (run.errored) {
-      if (run.mode === 'autocommit') this.#finishAtSync = 'rollback';
+      if (run.mode === 'autocommit' || this.#finishAtSync !== null) this.#finishAtSync = 'rollback';
     } else if (run.mode === 'savepoint') {
       this.#inject(`RELEASE SAVEPOINT ${CAP_SAVEPOINT}`);
-    } else {
+    } else if (this.#finishAtSync === null) {
       this.#finishAtSync = 'commit';
     }
     this.#resumeClient(null);
@@ -671,6 +679,7 @@ export class PgRelay {
             if (head.kind === Exp.Query) {
               cap.tripped = true;
               exec.sqlstate = '42501';
+              exec.refusedBy = cap.ruleId;
               this.#setDropping(true);
               out = cap.refusal;
             }
@@ -681,6 +690,7 @@ export class PgRelay {
               const r = this.#capDone(cap, isCappedTag(frame[body]!) ? n : 0, false);
               if (r !== null) {
                 exec.sqlstate = '42501';
+                exec.refusedBy = cap.ruleId;
                 out = r;
               }
             }
@@ -697,7 +707,13 @@ export class PgRelay {
         let out: FrameVerdict = FORWARD;
         if (head.cap !== null && tag === BackendCode.PortalSuspended) {
           const r = this.#capDone(head.cap, 0, true);
-          if (r !== null) out = r;
+          if (r !== null) {
+            out = r;
+            if (head.exec !== null) {
+              head.exec.sqlstate = '42501';
+              head.exec.refusedBy = head.cap.ruleId;
+            }
+          }
         }
         if (head.exec !== null) this.#complete(head.exec);
         return out;
