@@ -8,6 +8,7 @@ import { parse as parseCel } from '@marcbachmann/cel-js';
 import { parseYaml } from '../config/yaml.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { unknownFields } from './fields.js';
 
 export const RULE_ACTIONS = ['allow', 'deny', 'require_approval', 'mask', 'limit_rows', 'audit'] as const;
 export type RuleAction = (typeof RULE_ACTIONS)[number];
@@ -84,6 +85,8 @@ export function compileRule(spec: RuleSpec, where: string, guardrail: boolean): 
   } catch (err) {
     throw new ConfigError(`${where}: rule "${spec.id}": invalid condition: ${(err as Error).message.split('\n')[0]}`);
   }
+  const problems = unknownFields((test as unknown as { ast: unknown }).ast);
+  if (problems.length > 0) throw new ConfigError(`${where}: rule "${spec.id}": invalid condition: ${problems[0]}`);
   return {
     id: spec.id,
     description: spec.description ?? '',
