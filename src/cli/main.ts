@@ -9,6 +9,8 @@ import { Command, CommanderError } from 'commander';
 import { parseDocument, YAMLSeq } from 'yaml';
 import { loadConfig } from '../config/load.js';
 import { loadPolicy } from '../policy/load.js';
+import { JwtAuthenticator } from '../identity/jwt.js';
+import { dirname, resolve } from 'node:path';
 import { ConfigError, GatehouseError } from '../errors.js';
 import { createVerifier } from '../identity/scram.js';
 import { runPrimary, runWorker as runWorkerProcess } from '../server/cluster.js';
@@ -60,6 +62,8 @@ async function serve(opts: { config: string; workers?: string; worker?: boolean 
 function check(opts: { config: string }): void {
   const loaded = loadConfig(opts.config);
   const policy = loadPolicy(loaded);
+  // Loads and checks every JWKS file of the auth.jwt providers.
+  new JwtAuthenticator(loaded.config.auth.jwt, (p) => resolve(dirname(loaded.file), p), opts.config);
   const c = loaded.config;
   const conns = [...loaded.connections.values()].map((x) => `${x.name} (${x.environment})`).join(', ');
   console.log(`${opts.config}: ok — ${loaded.connections.size} connection(s): ${conns}; ${c.users.length} user(s); PostgreSQL listener ${c.listeners.postgres.host}:${c.listeners.postgres.port}${c.listeners.http ? `; HTTP ${c.listeners.http.host}:${c.listeners.http.port}` : ''}; ${policy.rules.length} policy rule(s) from ${loaded.policyFiles.length} file(s) and the built-in guardrails`);

@@ -101,6 +101,44 @@ const user = z
   })
   .strict();
 
+const jwtProvider = z
+  .object({
+    /** Name of the provider, used in credential ids. */
+    name: z.string().regex(NAME, 'expected a name of letters, digits, "_", "." and "-"'),
+    issuer: z.string().min(1),
+    audience: z.union([z.string(), z.array(z.string()).min(1)]),
+    /** Exactly one of jwks_file (relative to this file) and jwks_url. */
+    jwks_file: z.string().optional(),
+    jwks_url: z.string().url().optional(),
+    /** How long fetched keys are reused (a token with an unknown key id refetches sooner). */
+    jwks_cache: duration.default(600_000),
+    algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).min(1).default(['RS256', 'ES256', 'EdDSA']),
+    clock_tolerance: duration.default(30_000),
+    /** Kind of identity when no claim says otherwise. */
+    kind: z.enum(['human', 'agent', 'service']).default('human'),
+    claims: z
+      .object({
+        name: z.string().default('preferred_username'),
+        groups: z.string().default('groups'),
+        kind: z.string().default('gatehouse_kind'),
+        model: z.string().default('model'),
+      })
+      .strict()
+      .default({ name: 'preferred_username', groups: 'groups', kind: 'gatehouse_kind', model: 'model' }),
+    /** CI workload claims: when `repository` is present the identity is a service acting for `actor`. */
+    workload: z
+      .object({
+        repository: z.string().default('repository'),
+        workflow: z.string().default('workflow'),
+        ref: z.string().default('ref'),
+        actor: z.string().default('actor'),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .refine((p) => (p.jwks_file === undefined) !== (p.jwks_url === undefined), { message: 'give exactly one of jwks_file and jwks_url' });
+
 export const configSchema = z
   .object({
     listeners: z
@@ -112,6 +150,23 @@ export const configSchema = z
       .default({ postgres: postgresListener.parse({}) }),
     connections: z.array(connection).min(1, 'expected at least one connection'),
     users: z.array(user).default([]),
+    auth: z
+      .object({
+        /** Tokens and JWTs travel as a cleartext password: allowed inside TLS, and from loopback clients only when this is true. */
+        cleartext_from_loopback: z.boolean().default(false),
+        jwt: z.array(jwtProvider).default([]),
+        rate_limit: z
+          .object({
+            max_failures: z.number().int().min(1).default(5),
+            max_failures_per_address: z.number().int().min(1).default(50),
+            window: duration.default(60_000),
+            lockout: duration.default(60_000),
+          })
+          .strict()
+          .default({ max_failures: 5, max_failures_per_address: 50, window: 60_000, lockout: 60_000 }),
+      })
+      .strict()
+      .default({ cleartext_from_loopback: false, jwt: [], rate_limit: { max_failures: 5, max_failures_per_address: 50, window: 60_000, lockout: 60_000 } }),
     policy: z
       .object({
         /** Policy files (YAML), relative to this file; evaluated in order after the built-in guardrails. */
@@ -166,3 +221,4 @@ export type Config = z.output<typeof configSchema>;
 export type ConnectionConfig = Config['connections'][number];
 export type UserConfig = Config['users'][number];
 export type UpstreamConfig = ConnectionConfig['upstream'];
+export type JwtProviderConfig = Config['auth']['jwt'][number];

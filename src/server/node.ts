@@ -12,6 +12,9 @@ import { PostgresEngine } from '../engine/postgres/engine.js';
 import { createHttpServer } from '../http/server.js';
 import { ProxyMetrics } from '../http/metrics.js';
 import { LocalUsers } from '../identity/local-users.js';
+import { JwtAuthenticator } from '../identity/jwt.js';
+import { AuthRateLimiter } from '../identity/rate-limit.js';
+import { dirname, resolve } from 'node:path';
 import { createPipeline, type PipelinePlugin } from '../session/pipeline.js';
 import { statementLog } from '../session/statement-log.js';
 import { loadPostgresParser } from '../sql/pg-analyzer.js';
@@ -71,9 +74,14 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
   if (config.log.statements) plugins.push(statementLog(logger));
   const pipeline = createPipeline(plugins);
   const users = new LocalUsers(config.users, loaded.file);
+  const jwt = config.auth.jwt.length > 0 ? new JwtAuthenticator(config.auth.jwt, (p) => resolve(dirname(loaded.file), p), loaded.file) : null;
+  const rl = config.auth.rate_limit;
+  const limiter = new AuthRateLimiter({ maxFailures: rl.max_failures, maxFailuresPerAddress: rl.max_failures_per_address, windowMs: rl.window, lockoutMs: rl.lockout });
   const engine = new PostgresEngine({
     config: loaded,
     users,
+    jwt,
+    limiter,
     pipeline,
     logger,
     metrics,

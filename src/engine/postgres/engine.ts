@@ -10,6 +10,8 @@ import type { LoadedConfig } from '../../config/load.js';
 import { GatehouseError, ShuttingDown, TooManyConnections } from '../../errors.js';
 import type { ProxyMetrics } from '../../http/metrics.js';
 import type { LocalUsers } from '../../identity/local-users.js';
+import type { JwtAuthenticator } from '../../identity/jwt.js';
+import type { AuthRateLimiter } from '../../identity/rate-limit.js';
 import { TxStatus, messages } from '../../protocol/postgres/index.js';
 import type { Pipeline } from '../../session/pipeline.js';
 import type { SessionInfo } from '../../session/types.js';
@@ -21,6 +23,8 @@ import { connectUpstream } from './upstream.js';
 export interface EngineContext {
   readonly config: LoadedConfig;
   readonly users: LocalUsers;
+  readonly jwt: JwtAuthenticator | null;
+  readonly limiter: AuthRateLimiter;
   readonly pipeline: Pipeline;
   readonly logger: Logger;
   readonly metrics: ProxyMetrics;
@@ -88,6 +92,9 @@ export class PostgresEngine {
         tls: config.listenerTls,
         tlsRequired: listener.tls?.mode === 'required',
         users,
+        jwt: this.#ctx.jwt,
+        cleartextFromLoopback: config.config.auth.cleartext_from_loopback,
+        limiter: this.#ctx.limiter,
         connections: config.connections,
         onCancel: (pid, secret) => this.cancel(pid, secret),
       });
@@ -98,7 +105,7 @@ export class PostgresEngine {
       if (e.error) {
         if (e.error.sqlstate === '28P01') metrics.errorsTotal.labels('auth').inc();
         else if (e.error.sqlstate === '08P01') metrics.errorsTotal.labels('protocol').inc();
-        logger.info({ client: raw.remoteAddress, code: e.error.code, reason: e.error.message }, 'connection refused');
+        logger.info({ client: raw.remoteAddress, code: e.error.code, reason: e.error.message, detail: e.error.detail }, 'connection refused');
         this.sendError(e.socket, e.error);
       } else {
         e.socket.destroy();

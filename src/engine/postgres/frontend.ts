@@ -11,6 +11,8 @@ import type { ResolvedConnection } from '../../config/load.js';
 import { AuthenticationFailed, ConnectionRefused, GatehouseError, ProtocolViolation, UnknownConnection } from '../../errors.js';
 import type { Identity } from '../../identity/identity.js';
 import type { LocalUsers } from '../../identity/local-users.js';
+import type { JwtAuthenticator } from '../../identity/jwt.js';
+import type { AuthRateLimiter } from '../../identity/rate-limit.js';
 import { ScramError, ScramServer, SCRAM_MECHANISM } from '../../identity/scram.js';
 import { BufferReader, FrontendCode, parseStartupParams, ProtocolError, StartupCode, messages } from '../../protocol/postgres/index.js';
 import { SocketReader } from './socket-io.js';
@@ -19,6 +21,11 @@ export interface FrontendOptions {
   readonly tls: SecureContext | undefined;
   readonly tlsRequired: boolean;
   readonly users: LocalUsers;
+  /** Token/JWT authentication for names that are not local users (null: none configured). */
+  readonly jwt: JwtAuthenticator | null;
+  /** Ask for a cleartext password from loopback clients without TLS (auth.cleartext_from_loopback). */
+  readonly cleartextFromLoopback: boolean;
+  readonly limiter: AuthRateLimiter;
   readonly connections: ReadonlyMap<string, ResolvedConnection>;
   /** A CancelRequest arrived: forward it if the key is ours. */
   readonly onCancel: (pid: number, secret: number) => void;
@@ -105,48 +112,80 @@ export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<
       socket.write(messages.negotiateProtocolVersion(PROTOCOL_MINOR, unsupportedOptions));
     }
 
-    // 2. SCRAM-SHA-256 against the local users (a decoy verifier for unknown names).
-    const scram = new ScramServer(opts.users.verifierFor(user));
-    socket.write(messages.AUTH_SASL_SCRAM);
-    const initial = await io.next((h) => h.next());
-    if (initial.tag !== FrontendCode.Password) throw new ProtocolViolation(`expected SASLInitialResponse, got message type 0x${initial.tag.toString(16)}`);
-    r.setBuffer(initial.body);
-    const mechanism = r.cstring();
-    if (mechanism !== SCRAM_MECHANISM) throw new AuthenticationFailed(`SASL mechanism "${mechanism}" is not supported; use SCRAM-SHA-256`);
-    const len = r.int32();
-    const clientFirst = r.bytes(len).toString('utf8');
-    let serverFinal: string;
+    // 2. Authentication: SCRAM-SHA-256 for local users; tokens/JWTs as a cleartext password.
+    const address = raw.remoteAddress ?? '';
+    if (opts.limiter.locked(user, address)) {
+      throw new AuthenticationFailed(`too many failed authentication attempts for user "${user}" or from this address; try again later`);
+    }
+    let identity: Identity;
+    const pending: Buffer[] = [];
     try {
-      socket.write(messages.authSaslContinue(scram.first(clientFirst)));
-      const response = await io.next((h) => h.next());
-      if (response.tag !== FrontendCode.Password) throw new ProtocolViolation('expected SASLResponse');
-      serverFinal = scram.final(response.body.toString('utf8'));
+      if (opts.users.get(user) === undefined && opts.jwt?.enabled) {
+        identity = await tokenExchange(socket, io, r, user, tls || (opts.cleartextFromLoopback && isLoopback(address)), opts.jwt);
+      } else {
+        identity = await scramExchange(socket, io, r, user, opts.users, pending);
+      }
     } catch (err) {
-      if (err instanceof ScramError) throw new AuthenticationFailed(`password authentication failed for user "${user}"`);
+      if (err instanceof AuthenticationFailed) opts.limiter.fail(user, address);
       throw err;
     }
-    const local = opts.users.get(user);
-    if (!local) throw new AuthenticationFailed(`password authentication failed for user "${user}"`);
+    opts.limiter.succeed(user);
 
     // 3. The connection named by the startup database.
     const connection = opts.connections.get(database);
     if (!connection) throw new UnknownConnection(`database "${database}" is not a Gatehouse connection`);
 
     io.detach();
-    return {
-      kind: 'session',
-      socket,
-      tls,
-      params,
-      identity: local.identity,
-      connection,
-      pending: [messages.authSaslFinal(serverFinal)],
-      leftover: io.reader.takeRest(),
-    };
+    return { kind: 'session', socket, tls, params, identity, connection, pending, leftover: io.reader.takeRest() };
   } catch (err) {
     io.detach();
     throw asGatehouseError(err, socket);
   }
+}
+
+function isLoopback(address: string): boolean {
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+}
+
+/** A token or JWT presented as the password (AuthenticationCleartextPassword). */
+async function tokenExchange(socket: Socket, io: SocketReader, r: BufferReader, user: string, cleartextAllowed: boolean, jwt: JwtAuthenticator): Promise<Identity> {
+  if (!cleartextAllowed) {
+    throw new ConnectionRefused('token authentication sends the token as a password, which requires TLS (or auth.cleartext_from_loopback for loopback clients)', {
+      hint: 'connect with sslmode=require',
+    });
+  }
+  socket.write(messages.AUTH_CLEARTEXT);
+  const msg = await io.next((h) => h.next());
+  if (msg.tag !== FrontendCode.Password) throw new ProtocolViolation(`expected PasswordMessage, got message type 0x${msg.tag.toString(16)}`);
+  r.setBuffer(msg.body);
+  return jwt.authenticate(r.cstring(), user);
+}
+
+/** SCRAM-SHA-256 against the local users (a decoy verifier for unknown names). */
+async function scramExchange(socket: Socket, io: SocketReader, r: BufferReader, user: string, users: LocalUsers, pending: Buffer[]): Promise<Identity> {
+  const scram = new ScramServer(users.verifierFor(user));
+  socket.write(messages.AUTH_SASL_SCRAM);
+  const initial = await io.next((h) => h.next());
+  if (initial.tag !== FrontendCode.Password) throw new ProtocolViolation(`expected SASLInitialResponse, got message type 0x${initial.tag.toString(16)}`);
+  r.setBuffer(initial.body);
+  const mechanism = r.cstring();
+  if (mechanism !== SCRAM_MECHANISM) throw new AuthenticationFailed(`SASL mechanism "${mechanism}" is not supported; use SCRAM-SHA-256`);
+  const len = r.int32();
+  const clientFirst = r.bytes(len).toString('utf8');
+  let serverFinal: string;
+  try {
+    socket.write(messages.authSaslContinue(scram.first(clientFirst)));
+    const response = await io.next((h) => h.next());
+    if (response.tag !== FrontendCode.Password) throw new ProtocolViolation('expected SASLResponse');
+    serverFinal = scram.final(response.body.toString('utf8'));
+  } catch (err) {
+    if (err instanceof ScramError) throw new AuthenticationFailed(`password authentication failed for user "${user}"`);
+    throw err;
+  }
+  const local = users.get(user);
+  if (!local) throw new AuthenticationFailed(`password authentication failed for user "${user}"`);
+  pending.push(messages.authSaslFinal(serverFinal));
+  return local.identity;
 }
 
 /** Errors of the handshake, with the socket they should be reported on (it may be TLS now). */
