@@ -85,6 +85,7 @@ function benchConnection(): ResolvedConnection {
     environment: 'production',
     labels: {},
     guardrails: true,
+    roles: [],
     upstream: { host: PG_SOCKET_DIR, port: PG_PORT, database: BENCH_DATABASE, user: 'postgres', tls: { mode: 'disable' }, connect_timeout: 10_000 },
     upstreamPassword: undefined,
     upstreamCa: undefined,

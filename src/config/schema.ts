@@ -86,6 +86,22 @@ const connection = z
     labels: z.record(z.string(), z.string()).default({}),
     /** Built-in guardrails (docs/policy.md); default: on when environment is "production". */
     guardrails: z.boolean().optional(),
+    /**
+     * Upstream role per identity: the first entry whose groups, users or kinds match is assumed
+     * with SET ROLE after connecting, so the database's own grants apply; clients cannot undo it.
+     */
+    roles: z
+      .array(
+        z
+          .object({
+            role: z.string().min(1),
+            groups: z.array(z.string()).default([]),
+            users: z.array(z.string()).default([]),
+            kinds: z.array(z.enum(['human', 'agent', 'service'])).default([]),
+          })
+          .strict(),
+      )
+      .default([]),
     upstream,
   })
   .strict();

@@ -22,6 +22,22 @@ export interface Analysis {
   readonly cacheable: boolean;
 }
 
+/**
+ * Statements that would undo an upstream role mapping: SET/RESET ROLE, SESSION AUTHORIZATION,
+ * RESET ALL, DISCARD ALL, set_config(), and anything unparseable or dynamic.
+ */
+function escapesRoleMapping(f: StatementFacts): boolean {
+  return (
+    f.setting === 'role' ||
+    f.setting === 'session_authorization' ||
+    f.setting === 'all' ||
+    f.kind === 'DISCARD' ||
+    f.functions.includes('set_config') ||
+    !f.parsed ||
+    f.dynamic
+  );
+}
+
 /** Client encodings whose multibyte characters can contain ASCII quote or backslash bytes. */
 const UNSAFE_ENCODINGS = new Set(['SJIS', 'SHIFT_JIS_2004', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB']);
 
@@ -148,6 +164,8 @@ export class PolicyStage implements PipelinePlugin {
   decide(session: SessionInfo, statement: Statement): Decision {
     const state = this.#state(session);
     if (statement.protocol === 'fastpath') {
+      // A function called by oid could be set_config('role', ...): never on a role-mapped connection.
+      if (session.upstreamRole !== undefined) return { action: 'deny', ruleId: 'gatehouse.role-mapping', message: `fastpath function calls are not allowed on a connection that maps you to the database role "${session.upstreamRole}"` };
       const f = emptyFacts(statement.text);
       f.kind = 'FUNCTION CALL';
       f.parsed = true;
@@ -167,6 +185,16 @@ export class PolicyStage implements PipelinePlugin {
     }
     let analysis = this.analyze(session, text);
     analysis = this.#resolveExecute(state, analysis);
+    if (session.upstreamRole !== undefined) {
+      const escape = analysis.facts.find(escapesRoleMapping);
+      if (escape !== undefined) {
+        return {
+          action: 'deny',
+          ruleId: 'gatehouse.role-mapping',
+          message: `this connection maps you to the database role "${session.upstreamRole}"; changing the role or resetting the session is not allowed`,
+        };
+      }
+    }
     const { decision, volatile } = this.#evaluateFull(state, analysis, session, text);
     if (safe && !volatile && analysis.cacheable && !analysis.facts.some((f) => f.preparedName || f.executeName)) {
       if (state.decisions.size >= (this.#opts.maxSessionDecisions ?? 1000)) state.decisions.clear();

@@ -27,6 +27,8 @@ export interface SessionInfo {
   applicationName: string;
   /** Transaction state as last reported by the database. */
   txState: TxState;
+  /** The upstream role assumed for this identity (connections[].roles), if any. */
+  readonly upstreamRole?: string;
   /** Run-time parameters the database reported (ParameterStatus), e.g. client_encoding. */
   readonly serverParams: Map<string, string>;
   /** Epoch milliseconds. */

@@ -18,7 +18,8 @@ import type { SessionInfo } from '../../session/types.js';
 import { CancelRegistry, sendUpstreamCancel, workerOfPid } from './cancel.js';
 import { acceptClient, HandshakeError } from './frontend.js';
 import { PgRelay } from './relay.js';
-import { connectUpstream } from './upstream.js';
+import { assumeRole, connectUpstream } from './upstream.js';
+import { upstreamRoleFor } from '../../identity/role-mapping.js';
 
 export interface EngineContext {
   readonly config: LoadedConfig;
@@ -121,8 +122,17 @@ export class PostgresEngine {
 
     const t0 = performance.now();
     let upstream;
+    const role = upstreamRoleFor(connection, identity);
     try {
       upstream = await connectUpstream(connection, params);
+      if (role !== undefined) {
+        try {
+          await assumeRole(connection, upstream, role);
+        } catch (err) {
+          upstream.socket.destroy();
+          throw err;
+        }
+      }
     } catch (err) {
       clearTimeout(timer);
       metrics.connectionsTotal.labels('upstream_unavailable').inc();
@@ -156,6 +166,7 @@ export class PostgresEngine {
       client: { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0, tls: hs.tls },
       applicationName: params.get('application_name') ?? '',
       txState: 'idle',
+      upstreamRole: role,
       serverParams: new Map(upstream.parameters),
       startedAt: Date.now(),
     };

@@ -10,6 +10,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { ResolvedConnection } from '../../config/load.js';
 import { UpstreamUnavailable } from '../../errors.js';
 import { md5Response, ScramClient, SCRAM_MECHANISM } from '../../identity/scram.js';
+import { quoteIdent } from '../../identity/role-mapping.js';
 import { AuthCode, BackendCode, BufferReader, parseErrorFields, messages } from '../../protocol/postgres/index.js';
 import { SocketReader } from './socket-io.js';
 
@@ -252,6 +253,29 @@ async function startup(conn: ResolvedConnection, socket: Socket, clientParams: R
           throw new UpstreamUnavailable(`${describeConnect(conn)} sent unexpected message 0x${msg.tag.toString(16)} during startup`);
       }
     }
+  } finally {
+    io.detach();
+  }
+}
+
+/**
+ * Assume an upstream role (SET ROLE) on a freshly opened session, before the client is let in.
+ * Fails with UpstreamUnavailable naming the role if the database refuses it.
+ */
+export async function assumeRole(conn: ResolvedConnection, upstream: UpstreamSession, role: string): Promise<void> {
+  const io = new SocketReader(upstream.socket);
+  if (upstream.leftover.length > 0) io.reader.push(upstream.leftover);
+  try {
+    upstream.socket.write(messages.query(`SET ROLE ${quoteIdent(role)}`));
+    let error: string | undefined;
+    for (;;) {
+      const msg = await io.next((h) => h.next(1 << 20));
+      if (msg.tag === BackendCode.ErrorResponse) {
+        const f = parseErrorFields(msg.body, 0, msg.body.length);
+        error = `${f.get('M') ?? 'error'} (SQLSTATE ${f.get('C') ?? 'XX000'})`;
+      } else if (msg.tag === BackendCode.ReadyForQuery) break;
+    }
+    if (error !== undefined) throw new UpstreamUnavailable(`${describeConnect(conn)}: cannot assume upstream role "${role}" (connections[].roles): ${error}`);
   } finally {
     io.detach();
   }
