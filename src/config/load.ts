@@ -130,8 +130,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (tls) {
     const cert = readFile(tls.cert, ['listeners', 'postgres', 'tls', 'cert'], 'certificate');
     const key = readFile(tls.key, ['listeners', 'postgres', 'tls', 'key'], 'private key');
+    const ca = tls.client_ca !== undefined ? readFile(tls.client_ca, ['listeners', 'postgres', 'tls', 'client_ca'], 'client CA file') : undefined;
     try {
-      listenerTls = createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
+      listenerTls = createSecureContext({ cert, key, ca, minVersion: 'TLSv1.2' });
     } catch (err) {
       fail(file, ['listeners', 'postgres', 'tls'], `certificate and key are not a valid PEM pair: ${(err as Error).message}`);
     }

@@ -27,6 +27,12 @@ const listenerTls = z
     key: z.string().describe('PEM private key file'),
     /** optional: TLS offered; required: plaintext refused. */
     mode: z.enum(['optional', 'required']).default('optional'),
+    /** CA bundle that signs client certificates; enables mutual TLS. */
+    client_ca: z.string().optional(),
+    /** optional: a verified client certificate authenticates; required: connections without one are refused. */
+    client_certs: z.enum(['optional', 'required']).default('optional'),
+    /** Kind of identity for a certificate CN that is not a local user (SPIFFE IDs are services). */
+    client_cert_kind: z.enum(['human', 'agent', 'service']).default('service'),
   })
   .strict();
 

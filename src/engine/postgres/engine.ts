@@ -96,6 +96,7 @@ export class PostgresEngine {
         jwt: this.#ctx.jwt,
         cleartextFromLoopback: config.config.auth.cleartext_from_loopback,
         limiter: this.#ctx.limiter,
+        clientCerts: listener.tls?.client_ca !== undefined ? { required: listener.tls.client_certs === 'required', kind: listener.tls.client_cert_kind } : null,
         connections: config.connections,
         onCancel: (pid, secret) => this.cancel(pid, secret),
       });

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { ResolvedConnection } from '../../config/load.js';
 import { AuthenticationFailed, ConnectionRefused, GatehouseError, ProtocolViolation, UnknownConnection } from '../../errors.js';
-import type { Identity } from '../../identity/identity.js';
+import type { Identity, IdentityKind } from '../../identity/identity.js';
 import type { LocalUsers } from '../../identity/local-users.js';
 import type { JwtAuthenticator } from '../../identity/jwt.js';
 import type { AuthRateLimiter } from '../../identity/rate-limit.js';
@@ -26,6 +26,8 @@ export interface FrontendOptions {
   /** Ask for a cleartext password from loopback clients without TLS (auth.cleartext_from_loopback). */
   readonly cleartextFromLoopback: boolean;
   readonly limiter: AuthRateLimiter;
+  /** Mutual TLS: ask for client certificates (listeners.postgres.tls.client_ca). */
+  readonly clientCerts: { readonly required: boolean; readonly kind: IdentityKind } | null;
   readonly connections: ReadonlyMap<string, ResolvedConnection>;
   /** A CancelRequest arrived: forward it if the key is ours. */
   readonly onCancel: (pid: number, secret: number) => void;
@@ -74,7 +76,7 @@ export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<
         }
         io.detach();
         socket.write(messages.SSL_ACCEPT);
-        socket = await upgrade(socket, opts.tls);
+        socket = await upgrade(socket, opts.tls, opts.clientCerts !== null);
         tls = true;
         io = new SocketReader(socket);
         continue;
@@ -119,8 +121,14 @@ export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<
     }
     let identity: Identity;
     const pending: Buffer[] = [];
+    const cert = opts.clientCerts !== null && tls ? clientCertificate(socket as TLSSocket) : null;
     try {
-      if (opts.users.get(user) === undefined && opts.jwt?.enabled) {
+      if (opts.clientCerts?.required && cert === null) {
+        throw new ConnectionRefused('a client certificate is required (listeners.postgres.tls.client_certs: required)', { hint: 'connect with sslcert and sslkey' });
+      }
+      if (cert !== null) {
+        identity = certificateIdentity(cert, user, opts.users, opts.clientCerts!.kind);
+      } else if (opts.users.get(user) === undefined && opts.jwt?.enabled) {
         identity = await tokenExchange(socket, io, r, user, tls || (opts.cleartextFromLoopback && isLoopback(address)), opts.jwt);
       } else {
         identity = await scramExchange(socket, io, r, user, opts.users, pending);
@@ -141,6 +149,55 @@ export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<
     io.detach();
     throw asGatehouseError(err, socket);
   }
+}
+
+interface ClientCertificate {
+  readonly authorized: boolean;
+  readonly error: string;
+  readonly cn: string | undefined;
+  readonly spiffe: string | undefined;
+  readonly fingerprint: string;
+}
+
+/** The certificate the client presented, if any. */
+function clientCertificate(t: TLSSocket): ClientCertificate | null {
+  const peer = t.getPeerCertificate();
+  if (peer === null || Object.keys(peer).length === 0) return null;
+  const san = peer.subjectaltname ?? '';
+  const spiffe = san
+    .split(', ')
+    .find((s) => s.startsWith('URI:spiffe://'))
+    ?.slice(4);
+  const cn = typeof peer.subject?.CN === 'string' ? peer.subject.CN : undefined;
+  // A TLSSocket made by hand (after SSLRequest) skips tls.Server's verification step, so ask the
+  // handle for OpenSSL's chain verification result as tls.Server does; fail closed without it.
+  const handle = (t as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
+  const verifyError: (Error & { code?: string }) | null = typeof handle?.verifyError === 'function' ? handle.verifyError() : new Error('verification unavailable');
+  return { authorized: verifyError === null, error: verifyError?.code ?? verifyError?.message ?? '', cn, spiffe, fingerprint: peer.fingerprint256 ?? '' };
+}
+
+/**
+ * The identity of a verified client certificate: a SPIFFE URI SAN is a service of that id; a CN
+ * is the local user of that name if there is one, otherwise an identity of the configured kind.
+ * The startup user name must be that identity's name.
+ */
+function certificateIdentity(cert: ClientCertificate, user: string, users: LocalUsers, kind: IdentityKind): Identity {
+  if (!cert.authorized) throw new AuthenticationFailed(`certificate authentication failed for user "${user}"`, { detail: `the client certificate is not trusted (${cert.error})` });
+  const name = cert.spiffe ?? cert.cn;
+  if (name === undefined) throw new AuthenticationFailed(`certificate authentication failed for user "${user}"`, { detail: 'the client certificate has neither a SPIFFE URI nor a common name' });
+  if (name !== user) throw new AuthenticationFailed(`certificate authentication failed for user "${user}"`, { detail: `the client certificate is for "${name}"` });
+  const credentialId = `cert:${cert.fingerprint.replace(/:/g, '').slice(0, 32).toLowerCase()}`;
+  const local = cert.spiffe === undefined ? users.get(name) : undefined;
+  if (local !== undefined) return { ...local.identity, authMethod: 'certificate', credentialId };
+  return {
+    id: cert.spiffe ?? `cert:${name}`,
+    kind: cert.spiffe !== undefined ? 'service' : kind,
+    name,
+    groups: [],
+    attributes: cert.spiffe !== undefined ? { spiffe_id: cert.spiffe } : { common_name: name },
+    authMethod: 'certificate',
+    credentialId,
+  };
 }
 
 function isLoopback(address: string): boolean {
@@ -204,9 +261,11 @@ function asGatehouseError(err: unknown, socket: Socket): HandshakeError {
   return new HandshakeError(null, socket);
 }
 
-function upgrade(socket: Socket, context: SecureContext): Promise<TLSSocket> {
+function upgrade(socket: Socket, context: SecureContext, requestCert: boolean): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const t = new TLSSocket(socket, { isServer: true, secureContext: context });
+    // Unverified certificates are not rejected by TLS itself: authentication refuses them with a
+    // PostgreSQL error the client can read.
+    const t = new TLSSocket(socket, { isServer: true, secureContext: context, requestCert, rejectUnauthorized: false });
     const onError = (err: Error): void => reject(err);
     t.once('error', onError);
     t.once('secure', () => {
