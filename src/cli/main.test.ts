@@ -55,6 +55,7 @@ describe('gatehouse CLI', { concurrency: true }, () => {
     dir = mkdtempSync(join(tmpdir(), 'gh-cli-test-'));
     // examples/local.yaml refers to its policy files relative to itself.
     cpSync(join(ROOT, 'examples/policies'), join(dir, 'policies'), { recursive: true });
+    cpSync(join(ROOT, 'examples/dev-jwks.json'), join(dir, 'dev-jwks.json'));
   });
   after(() => {
     rmSync(dir, { recursive: true, force: true });

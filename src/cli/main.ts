@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { parseDocument, YAMLSeq } from 'yaml';
 import { loadConfig } from '../config/load.js';
 import { loadPolicy } from '../policy/load.js';
+import { registerDevJwt } from './dev-jwt.js';
 import { JwtAuthenticator } from '../identity/jwt.js';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, GatehouseError } from '../errors.js';
@@ -121,6 +122,8 @@ export async function main(argv: string[]): Promise<number> {
   program.command('check').description('validate a configuration file').requiredOption('-c, --config <file>', 'configuration file').action(check);
 
   registerPolicyCommands(program);
+
+  registerDevJwt(program);
 
   const user = program.command('user').description('manage local users');
   user
