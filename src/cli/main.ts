@@ -10,6 +10,7 @@ import { parseDocument, YAMLSeq } from 'yaml';
 import { loadConfig } from '../config/load.js';
 import { loadPolicy } from '../policy/load.js';
 import { registerDevJwt } from './dev-jwt.js';
+import { registerTokenCommands } from './token.js';
 import { JwtAuthenticator } from '../identity/jwt.js';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, GatehouseError } from '../errors.js';
@@ -124,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
   registerPolicyCommands(program);
 
   registerDevJwt(program);
+  registerTokenCommands(program);
 
   const user = program.command('user').description('manage local users');
   user

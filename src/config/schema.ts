@@ -176,6 +176,8 @@ export const configSchema = z
       .object({
         /** Tokens and JWTs travel as a cleartext password: allowed inside TLS, and from loopback clients only when this is true. */
         cleartext_from_loopback: z.boolean().default(false),
+        /** Accept tokens issued with `gatehouse token create` (kept in the state store). */
+        tokens: z.boolean().default(false),
         jwt: z.array(jwtProvider).default([]),
         rate_limit: z
           .object({
@@ -188,7 +190,7 @@ export const configSchema = z
           .default({ max_failures: 5, max_failures_per_address: 50, window: 60_000, lockout: 60_000 }),
       })
       .strict()
-      .default({ cleartext_from_loopback: false, jwt: [], rate_limit: { max_failures: 5, max_failures_per_address: 50, window: 60_000, lockout: 60_000 } }),
+      .default({ cleartext_from_loopback: false, tokens: false, jwt: [], rate_limit: { max_failures: 5, max_failures_per_address: 50, window: 60_000, lockout: 60_000 } }),
     policy: z
       .object({
         /** Policy files (YAML), relative to this file; evaluated in order after the built-in guardrails. */

@@ -13,6 +13,8 @@ import { createHttpServer } from '../http/server.js';
 import { ProxyMetrics } from '../http/metrics.js';
 import { LocalUsers } from '../identity/local-users.js';
 import { JwtAuthenticator } from '../identity/jwt.js';
+import { CredentialAuthenticator } from '../identity/credentials.js';
+import { SqliteStore, storePath } from '../store/sqlite-store.js';
 import { AuthRateLimiter } from '../identity/rate-limit.js';
 import { dirname, resolve } from 'node:path';
 import { createPipeline, type PipelinePlugin } from '../session/pipeline.js';
@@ -75,12 +77,14 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
   const pipeline = createPipeline(plugins);
   const users = new LocalUsers(config.users, loaded.file);
   const jwt = config.auth.jwt.length > 0 ? new JwtAuthenticator(config.auth.jwt, (p) => resolve(dirname(loaded.file), p), loaded.file) : null;
+  const store = config.auth.tokens ? new SqliteStore(storePath(loaded)) : null;
+  const credentials = new CredentialAuthenticator(jwt, store?.tokens ?? null);
   const rl = config.auth.rate_limit;
   const limiter = new AuthRateLimiter({ maxFailures: rl.max_failures, maxFailuresPerAddress: rl.max_failures_per_address, windowMs: rl.window, lockoutMs: rl.lockout });
   const engine = new PostgresEngine({
     config: loaded,
     users,
-    jwt,
+    credentials,
     limiter,
     pipeline,
     logger,
@@ -145,6 +149,7 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
         httpServer.closeAllConnections();
         await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
       }
+      store?.close();
       logger.info({ event: 'stopped' }, 'Gatehouse stopped');
       logger.flush();
     })());

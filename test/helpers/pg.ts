@@ -163,6 +163,7 @@ export function run(cmd: string, args: string[], opts: { env?: Record<string, st
       clearTimeout(timer);
       resolve({ code: code ?? -1, stdout, stderr });
     });
+    child.stdin!.on('error', () => {}); // the command may exit before reading its input (EPIPE)
     child.stdin!.end(opts.input ?? '');
   });
 }

@@ -10,7 +10,7 @@ import type { LoadedConfig } from '../../config/load.js';
 import { GatehouseError, ShuttingDown, TooManyConnections } from '../../errors.js';
 import type { ProxyMetrics } from '../../http/metrics.js';
 import type { LocalUsers } from '../../identity/local-users.js';
-import type { JwtAuthenticator } from '../../identity/jwt.js';
+import type { CredentialAuthenticator } from '../../identity/credentials.js';
 import type { AuthRateLimiter } from '../../identity/rate-limit.js';
 import { TxStatus, messages } from '../../protocol/postgres/index.js';
 import type { Pipeline } from '../../session/pipeline.js';
@@ -24,7 +24,7 @@ import { upstreamRoleFor } from '../../identity/role-mapping.js';
 export interface EngineContext {
   readonly config: LoadedConfig;
   readonly users: LocalUsers;
-  readonly jwt: JwtAuthenticator | null;
+  readonly credentials: CredentialAuthenticator;
   readonly limiter: AuthRateLimiter;
   readonly pipeline: Pipeline;
   readonly logger: Logger;
@@ -93,7 +93,7 @@ export class PostgresEngine {
         tls: config.listenerTls,
         tlsRequired: listener.tls?.mode === 'required',
         users,
-        jwt: this.#ctx.jwt,
+        credentials: this.#ctx.credentials,
         cleartextFromLoopback: config.config.auth.cleartext_from_loopback,
         limiter: this.#ctx.limiter,
         clientCerts: listener.tls?.client_ca !== undefined ? { required: listener.tls.client_certs === 'required', kind: listener.tls.client_cert_kind } : null,

@@ -11,7 +11,7 @@ import type { ResolvedConnection } from '../../config/load.js';
 import { AuthenticationFailed, ConnectionRefused, GatehouseError, ProtocolViolation, UnknownConnection } from '../../errors.js';
 import type { Identity, IdentityKind } from '../../identity/identity.js';
 import type { LocalUsers } from '../../identity/local-users.js';
-import type { JwtAuthenticator } from '../../identity/jwt.js';
+import type { Authenticated, CredentialAuthenticator } from '../../identity/credentials.js';
 import type { AuthRateLimiter } from '../../identity/rate-limit.js';
 import { ScramError, ScramServer, SCRAM_MECHANISM } from '../../identity/scram.js';
 import { BufferReader, FrontendCode, parseStartupParams, ProtocolError, StartupCode, messages } from '../../protocol/postgres/index.js';
@@ -21,8 +21,8 @@ export interface FrontendOptions {
   readonly tls: SecureContext | undefined;
   readonly tlsRequired: boolean;
   readonly users: LocalUsers;
-  /** Token/JWT authentication for names that are not local users (null: none configured). */
-  readonly jwt: JwtAuthenticator | null;
+  /** Tokens and JWTs presented as the password, for names that are not local users. */
+  readonly credentials: CredentialAuthenticator;
   /** Ask for a cleartext password from loopback clients without TLS (auth.cleartext_from_loopback). */
   readonly cleartextFromLoopback: boolean;
   readonly limiter: AuthRateLimiter;
@@ -128,8 +128,12 @@ export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<
       }
       if (cert !== null) {
         identity = certificateIdentity(cert, user, opts.users, opts.clientCerts!.kind);
-      } else if (opts.users.get(user) === undefined && opts.jwt?.enabled) {
-        identity = await tokenExchange(socket, io, r, user, tls || (opts.cleartextFromLoopback && isLoopback(address)), opts.jwt);
+      } else if (opts.users.get(user) === undefined && opts.credentials.enabled) {
+        const auth = await tokenExchange(socket, io, r, user, tls || (opts.cleartextFromLoopback && isLoopback(address)), opts.credentials);
+        identity = auth.identity;
+        if (auth.connections !== null && !auth.connections.includes(database)) {
+          throw new AuthenticationFailed(`token authentication failed for user "${user}"`, { detail: `the token is not valid for connection "${database}"` });
+        }
       } else {
         identity = await scramExchange(socket, io, r, user, opts.users, pending);
       }
@@ -205,7 +209,7 @@ function isLoopback(address: string): boolean {
 }
 
 /** A token or JWT presented as the password (AuthenticationCleartextPassword). */
-async function tokenExchange(socket: Socket, io: SocketReader, r: BufferReader, user: string, cleartextAllowed: boolean, jwt: JwtAuthenticator): Promise<Identity> {
+async function tokenExchange(socket: Socket, io: SocketReader, r: BufferReader, user: string, cleartextAllowed: boolean, credentials: CredentialAuthenticator): Promise<Authenticated> {
   if (!cleartextAllowed) {
     throw new ConnectionRefused('token authentication sends the token as a password, which requires TLS (or auth.cleartext_from_loopback for loopback clients)', {
       hint: 'connect with sslmode=require',
@@ -215,7 +219,7 @@ async function tokenExchange(socket: Socket, io: SocketReader, r: BufferReader, 
   const msg = await io.next((h) => h.next());
   if (msg.tag !== FrontendCode.Password) throw new ProtocolViolation(`expected PasswordMessage, got message type 0x${msg.tag.toString(16)}`);
   r.setBuffer(msg.body);
-  return jwt.authenticate(r.cstring(), user);
+  return credentials.authenticate(r.cstring(), user);
 }
 
 /** SCRAM-SHA-256 against the local users (a decoy verifier for unknown names). */
