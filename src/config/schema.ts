@@ -76,7 +76,7 @@ const upstream = z
     password_env: z.string().optional(),
     password_file: z.string().optional(),
     password: z.string().optional(),
-    tls: upstreamTls.default({ mode: 'disable' }),
+    tls: upstreamTls.prefault({}),
     connect_timeout: duration.default(10_000),
   })
   .strict()
@@ -146,7 +146,7 @@ const jwtProvider = z
         model: z.string().default('model'),
       })
       .strict()
-      .default({ name: 'preferred_username', groups: 'groups', kind: 'gatehouse_kind', model: 'model' }),
+      .prefault({}),
     /** CI workload claims: when `repository` is present the identity is a service acting for `actor`. */
     workload: z
       .object({
@@ -165,11 +165,11 @@ export const configSchema = z
   .object({
     listeners: z
       .object({
-        postgres: postgresListener.default(postgresListener.parse({})),
+        postgres: postgresListener.prefault({}),
         http: httpListener.optional(),
       })
       .strict()
-      .default({ postgres: postgresListener.parse({}) }),
+      .prefault({}),
     connections: z.array(connection).min(1, 'expected at least one connection'),
     users: z.array(user).default([]),
     auth: z
@@ -187,10 +187,10 @@ export const configSchema = z
             lockout: duration.default(60_000),
           })
           .strict()
-          .default({ max_failures: 5, max_failures_per_address: 50, window: 60_000, lockout: 60_000 }),
+          .prefault({}),
       })
       .strict()
-      .default({ cleartext_from_loopback: false, tokens: false, jwt: [], rate_limit: { max_failures: 5, max_failures_per_address: 50, window: 60_000, lockout: 60_000 } }),
+      .prefault({}),
     policy: z
       .object({
         /** Policy files (YAML), relative to this file; evaluated in order after the built-in guardrails. */
@@ -199,14 +199,14 @@ export const configSchema = z
         watch: z.boolean().default(true),
       })
       .strict()
-      .default({ files: [], watch: true }),
+      .prefault({}),
     state: z
       .object({
         /** Directory of the embedded state (store, keys); relative paths are from the working directory. */
         dir: z.string().default('.gatehouse'),
       })
       .strict()
-      .default({ dir: '.gatehouse' }),
+      .prefault({}),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -214,7 +214,7 @@ export const configSchema = z
         statements: z.boolean().default(true),
       })
       .strict()
-      .default({ level: 'info', statements: true }),
+      .prefault({}),
     server: z
       .object({
         /** Worker processes sharing the listeners; "auto" = one per core. */
@@ -225,7 +225,7 @@ export const configSchema = z
         node_id: z.string().optional(),
       })
       .strict()
-      .default({ workers: 1, shutdown_timeout: 30_000 }),
+      .prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
