@@ -7,6 +7,21 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { PipelinePlugin } from '../session/pipeline.js';
 import type { Execution, SessionInfo } from '../session/types.js';
 
+interface ScrapedValue {
+  labels: Record<string, string | number>;
+  value: number;
+  metricName?: string;
+}
+
+/**
+ * A metric whose values are computed when /metrics is scraped (prom-client accepts any object
+ * with name, help, type and get(); `aggregator` sums it across cluster workers).
+ */
+function scrapedMetric(name: string, help: string, type: 'counter' | 'histogram', values: () => ScrapedValue[]) {
+  const descriptor = { name, help, type, aggregator: 'sum' as const };
+  return { ...descriptor, get: async () => ({ ...descriptor, values: values() }) };
+}
+
 /** Upper bounds (seconds) of the statement latency histogram. */
 const STATEMENT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -89,47 +104,31 @@ export class ProxyMetrics {
   }
 
   /** Statements executed (each Query and each Execute), by connection and outcome. */
-  readonly statementsTotal = {
-    name: 'gatehouse_statements_total',
-    help: 'Statements executed (each Query and each Execute), by connection and outcome (ok, error, denied)',
-    type: 'counter',
-    aggregator: 'sum',
-    get: async () => ({
-      name: 'gatehouse_statements_total',
-      help: this.statementsTotal.help,
-      type: 'counter',
-      aggregator: 'sum',
-      values: [...this.#statements].flatMap(([connection, st]) =>
+  readonly statementsTotal = scrapedMetric(
+    'gatehouse_statements_total',
+    'Statements executed (each Query and each Execute), by connection and outcome (ok, error, denied)',
+    'counter',
+    () =>
+      [...this.#statements].flatMap(([connection, st]) =>
         (['ok', 'error', 'denied'] as const).map((outcome) => ({ labels: { connection, outcome }, value: st[outcome] })),
       ),
-    }),
-  };
+  );
 
   /** Time from forwarding a statement upstream to its completion, by connection. */
-  readonly statementSeconds = {
-    name: 'gatehouse_upstream_statement_seconds',
-    help: 'Time from forwarding a statement upstream to its completion, by connection',
-    type: 'histogram',
-    aggregator: 'sum',
-    get: async () => ({
-      name: 'gatehouse_upstream_statement_seconds',
-      help: this.statementSeconds.help,
-      type: 'histogram',
-      aggregator: 'sum',
-      values: [...this.#statements].flatMap(([connection, st]) => {
-        const out: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
-        let cumulative = 0;
-        STATEMENT_BUCKETS.forEach((le, i) => {
-          cumulative += st.buckets[i]!;
-          out.push({ labels: { le, connection }, value: cumulative, metricName: 'gatehouse_upstream_statement_seconds_bucket' });
-        });
-        out.push({ labels: { le: '+Inf', connection }, value: st.count, metricName: 'gatehouse_upstream_statement_seconds_bucket' });
-        out.push({ labels: { connection }, value: st.sum, metricName: 'gatehouse_upstream_statement_seconds_sum' });
-        out.push({ labels: { connection }, value: st.count, metricName: 'gatehouse_upstream_statement_seconds_count' });
-        return out;
-      }),
+  readonly statementSeconds = scrapedMetric('gatehouse_upstream_statement_seconds', 'Time from forwarding a statement upstream to its completion, by connection', 'histogram', () =>
+    [...this.#statements].flatMap(([connection, st]) => {
+      const out: ScrapedValue[] = [];
+      let cumulative = 0;
+      STATEMENT_BUCKETS.forEach((le, i) => {
+        cumulative += st.buckets[i]!;
+        out.push({ labels: { le, connection }, value: cumulative, metricName: 'gatehouse_upstream_statement_seconds_bucket' });
+      });
+      out.push({ labels: { le: '+Inf', connection }, value: st.count, metricName: 'gatehouse_upstream_statement_seconds_bucket' });
+      out.push({ labels: { connection }, value: st.sum, metricName: 'gatehouse_upstream_statement_seconds_sum' });
+      out.push({ labels: { connection }, value: st.count, metricName: 'gatehouse_upstream_statement_seconds_count' });
+      return out;
     }),
-  };
+  );
 
   /** The pipeline stage that counts statements and observes their latency. */
   plugin(): PipelinePlugin {

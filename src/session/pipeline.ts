@@ -12,9 +12,6 @@
  */
 import { ALLOW, permits, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from './types.js';
 
-/** The names of the phases, in order. */
-export const PHASES = ['sessionStart', 'decide', 'result', 'complete', 'sessionEnd'] as const;
-
 export interface PipelinePlugin {
   /** Name, for logs and errors. */
   readonly name: string;

@@ -65,13 +65,6 @@ export class BufferReader {
     return s;
   }
 
-  /** Skip a NUL-terminated string without decoding it. */
-  skipCString(): void {
-    const nul = this.#buf.indexOf(0, this.#pos);
-    if (nul < 0 || nul >= this.#end) throw new ProtocolError('string is not NUL-terminated');
-    this.#pos = nul + 1;
-  }
-
   /** A view (no copy) of the next `n` bytes. */
   bytes(n: number): Buffer {
     if (n < 0) throw new ProtocolError('negative length');
