@@ -1,7 +1,7 @@
 /**
  * The live targets of a run: the benchmark database, PostgreSQL direct, pgbouncer, Gatehouse
- * (pass-through: no guardrails, no policy files) and Gatehouse with guardrails and a 20-rule
- * policy, started once on first use and stopped with the process registry. All four reach
+ * (pass-through: no guardrails, no policy files, no audit), the same with the audit trail on, and
+ * Gatehouse with guardrails and a 20-rule policy (audit off, to isolate the policy's cost), started once on first use and stopped with the process registry. All four reach
  * PostgreSQL the same way (BENCH_UPSTREAM).
  */
 import { join } from 'node:path';
@@ -31,14 +31,17 @@ export function createTargets(registry: ProcessRegistry, dir: string, settings: 
     const pgbouncer = await startPgbouncer(registry, bin, join(dir, 'pgbouncer'), settings.upstream);
     progress(`pgbouncer: ${pgbouncer.target.description}`);
     const common = { workers: settings.workers, logStatements: settings.logStatements, upstream: settings.upstream };
-    const gatehouse = await startGatehouse(registry, join(dir, 'gatehouse'), { ...common, id: 'gatehouse', guardrails: false });
+    const gatehouse = await startGatehouse(registry, join(dir, 'gatehouse'), { ...common, id: 'gatehouse', guardrails: false, audit: false });
     progress(`gatehouse: ${gatehouse.target.description}`);
+    // The same pass-through with the audit trail on: their ratio is the cost of auditing alone.
+    const audited = await startGatehouse(registry, join(dir, 'gatehouse-audit'), { ...common, id: 'gatehouse+audit', guardrails: false, audit: true });
+    progress(`gatehouse+audit: ${audited.target.description}`);
     const policyFile = writeBenchPolicy(join(dir, 'policy'));
-    const withPolicy = await startGatehouse(registry, join(dir, 'gatehouse-policy'), { ...common, id: 'gatehouse+policy', guardrails: true, policyFiles: [policyFile] });
+    const withPolicy = await startGatehouse(registry, join(dir, 'gatehouse-policy'), { ...common, id: 'gatehouse+policy', guardrails: true, audit: false, policyFiles: [policyFile] });
     const policyTarget = { ...withPolicy.target, description: `${withPolicy.target.description}; ${BENCH_RULES.length} policy rules + built-in guardrails, none matching pgbench -S` };
     progress(`gatehouse+policy: ${policyTarget.description}`);
-    // Run order within each (mode, clients), as the issue asks: direct, pgbouncer, gatehouse, gatehouse+policy.
-    started = [direct, pgbouncer.target, gatehouse.target, policyTarget];
+    // Run order within each (mode, clients): direct, pgbouncer, gatehouse, gatehouse+audit, gatehouse+policy.
+    started = [direct, pgbouncer.target, gatehouse.target, audited.target, policyTarget];
     return started;
   };
   return {

@@ -34,6 +34,8 @@ export interface GatehouseOptions {
   readonly policyFiles?: readonly string[];
   /** Target id and label ("gatehouse", "gatehouse+policy"). */
   readonly id?: string;
+  /** `audit.enabled`: the tamper-evident trail (off for the pass-through target). */
+  readonly audit: boolean;
   /** Extra top-level YAML appended to the generated config (e.g. a policy block). */
   readonly extraYaml?: string;
 }
@@ -84,6 +86,7 @@ users:
   - { name: ${USER}, kind: service, password: "${createVerifier(PASSWORD)}" }
 state: { dir: ${JSON.stringify(join(dir, 'state'))} }
 log: { level: ${level}, statements: ${o.logStatements} }
+audit: { enabled: ${o.audit} }
 server: { shutdown_timeout: 2s }
 ${policyFiles.length > 0 ? `policy: { files: ${JSON.stringify(policyFiles)} }\n` : ''}${o.extraYaml ?? ''}`,
   );
@@ -101,7 +104,7 @@ ${policyFiles.length > 0 ? `policy: { files: ${JSON.stringify(policyFiles)} }\n`
     endpoint: { host: PG_HOST, port: pgPort, user: USER, password: PASSWORD, database: CONNECTION },
     description:
       `${PG_HOST}:${pgPort}, --workers ${o.workers}, log.level=${level}, log.statements=${o.logStatements}, ` +
-      `guardrails=${o.guardrails}, policy files: ${policyFiles.length > 0 ? policyFiles.join(', ') : 'none'}, upstream ${describeUpstream(o.upstream)} (log: ${logFile})`,
+      `guardrails=${o.guardrails}, audit=${o.audit}, policy files: ${policyFiles.length > 0 ? policyFiles.join(', ') : 'none'}, upstream ${describeUpstream(o.upstream)} (log: ${logFile})`,
   };
   await waitUntilQueryable(target.endpoint, id, { failed });
   return { target, configFile, logFile };

@@ -3,8 +3,9 @@
  * here; BENCH_SECTIONS=id1,id2 runs a subset. The micro-benchmarks run first, while no server is
  * up yet (targets start on the first section that asks for them).
  */
+import { auditSection } from './audit.js';
 import { microSection } from './micro.js';
 import type { Section } from './section.js';
 import { throughputSection } from './throughput.js';
 
-export const SECTIONS: readonly Section[] = [microSection, throughputSection];
+export const SECTIONS: readonly Section[] = [microSection, auditSection, throughputSection];

@@ -90,6 +90,13 @@ export class TooManyConnections extends GatehouseError {
 }
 
 /** Every error class, for the docs-sync test and for documentation. */
+/** The audit store cannot be written: production writes (or, when configured, all statements) are refused. */
+export class AuditUnavailable extends GatehouseError {
+  override readonly name = 'AuditUnavailable';
+  readonly code = 'GH_AUDIT_UNAVAILABLE';
+  readonly sqlstate = '58030';
+}
+
 export const ERROR_CLASSES = [
   ConfigError,
   ProtocolViolation,
@@ -101,4 +108,5 @@ export const ERROR_CLASSES = [
   AccessDenied,
   ShuttingDown,
   TooManyConnections,
+  AuditUnavailable,
 ] as const;

@@ -11,6 +11,8 @@ import { loadConfig } from '../config/load.js';
 import { loadPolicy } from '../policy/load.js';
 import { registerDevJwt } from './dev-jwt.js';
 import { registerTokenCommands } from './token.js';
+import { registerAuditCommands } from './audit.js';
+import { registerKeysCommands } from './keys.js';
 import { JwtAuthenticator } from '../identity/jwt.js';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, GatehouseError } from '../errors.js';
@@ -126,6 +128,8 @@ export async function main(argv: string[]): Promise<number> {
 
   registerDevJwt(program);
   registerTokenCommands(program);
+  registerAuditCommands(program);
+  registerKeysCommands(program);
 
   const user = program.command('user').description('manage local users');
   user

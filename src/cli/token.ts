@@ -4,7 +4,10 @@ import { loadConfig } from '../config/load.js';
 import { duration } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import type { IdentityKind } from '../identity/identity.js';
-import { SqliteStore, storePath } from '../store/sqlite-store.js';
+import { openStore, storeSpec } from '../store/open.js';
+import type { Store } from '../store/sqlite-store.js';
+import { cliAudit } from './audit-writer.js';
+import type { EventInput } from '../audit/event.js';
 
 interface CreateOptions {
   config: string;
@@ -20,11 +23,21 @@ interface CreateOptions {
 const list = (v: string | undefined): string[] | undefined => v?.split(',').map((x) => x.trim()).filter(Boolean);
 const when = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
 
-function openStore(config: string): SqliteStore {
+/** Open the store, run `fn`, record its audit event (if it returns one), close. */
+async function withStore(config: string, fn: (store: Store) => Promise<EventInput | null>): Promise<void> {
   const loaded = loadConfig(config);
   if (!loaded.config.auth.tokens) process.stderr.write(`note: ${config}: auth.tokens is false, so the proxy will not accept these tokens until it is true\n`);
-  return new SqliteStore(storePath(loaded));
+  const audit = cliAudit(loaded);
+  const store = await openStore(storeSpec(loaded));
+  try {
+    const event = await fn(store);
+    if (event !== null) await audit?.(store.audit, event);
+  } finally {
+    await store.close();
+  }
 }
+
+const actor = (): { kind: string; name: string; groups: string[] } => ({ kind: 'human', name: process.env.SUDO_USER ?? process.env.USER ?? 'unknown', groups: [] });
 
 export function registerTokenCommands(program: Command): void {
   const token = program.command('token').description('tokens for AI agents and services (stored only as a hash)');
@@ -39,13 +52,12 @@ export function registerTokenCommands(program: Command): void {
     .option('--model <model>', 'model or agent software and version')
     .option('--connections <list>', 'comma-separated connections it may use (default: any)')
     .option('--groups <list>', 'comma-separated groups')
-    .action((o: CreateOptions) => {
+    .action(async (o: CreateOptions) => {
       if (!['human', 'agent', 'service'].includes(o.kind)) throw new ConfigError(`--kind: expected agent, service or human, got "${o.kind}"`);
       const ttl = duration.safeParse(o.ttl);
       if (!ttl.success || ttl.data <= 0) throw new ConfigError(`--ttl: expected a duration such as "8h" or "30d", got "${o.ttl}"`);
-      const store = openStore(o.config);
-      try {
-        const { record, token: text } = store.tokens.create({
+      await withStore(o.config, async (store) => {
+        const { record, token: text } = await store.tokens.create({
           kind: o.kind as IdentityKind,
           name: o.name,
           onBehalfOf: o.onBehalfOf,
@@ -57,39 +69,38 @@ export function registerTokenCommands(program: Command): void {
         console.log(`token ${record.id} for ${record.kind} "${record.name}"${record.onBehalfOf ? ` on behalf of ${record.onBehalfOf}` : ''}, expires ${when(record.expiresAt)}`);
         console.log('store it now: it is not shown again');
         console.log(text);
-      } finally {
-        store.close();
-      }
+        return {
+          type: 'token.issue',
+          identity: actor(),
+          detail: { token_id: record.id, kind: record.kind, name: record.name, on_behalf_of: record.onBehalfOf ?? undefined, model: record.model ?? undefined, groups: record.groups, connections: record.connections ?? undefined, expires_at: record.expiresAt },
+        };
+      });
     });
   token
     .command('list')
     .description('list tokens (never their secrets)')
     .requiredOption('-c, --config <file>', 'configuration file')
-    .action((o: { config: string }) => {
-      const store = openStore(o.config);
-      try {
-        const rows = store.tokens.list();
+    .action(async (o: { config: string }) => {
+      await withStore(o.config, async (store) => {
+        const rows = await store.tokens.list();
         console.log(['id', 'kind', 'name', 'on_behalf_of', 'model', 'connections', 'created', 'expires', 'last_used', 'status'].join('\t'));
         const now = Date.now();
         for (const t of rows) {
           const status = t.revokedAt !== null ? 'revoked' : t.expiresAt <= now ? 'expired' : 'active';
           console.log([t.id, t.kind, t.name, t.onBehalfOf ?? '-', t.model ?? '-', t.connections?.join(',') ?? 'any', when(t.createdAt), when(t.expiresAt), when(t.lastUsedAt), status].join('\t'));
         }
-      } finally {
-        store.close();
-      }
+        return null;
+      });
     });
   token
     .command('revoke <id>')
     .description('revoke a token; sessions already open keep running, new ones are refused')
     .requiredOption('-c, --config <file>', 'configuration file')
-    .action((id: string, o: { config: string }) => {
-      const store = openStore(o.config);
-      try {
-        if (!store.tokens.revoke(id)) throw new ConfigError(`token "${id}" does not exist (see gatehouse token list)`);
+    .action(async (id: string, o: { config: string }) => {
+      await withStore(o.config, async (store) => {
+        if (!(await store.tokens.revoke(id))) throw new ConfigError(`token "${id}" does not exist (see gatehouse token list)`);
         console.log(`token ${id} revoked`);
-      } finally {
-        store.close();
-      }
+        return { type: 'token.revoke', identity: actor(), detail: { token_id: id } };
+      });
     });
 }

@@ -161,6 +161,37 @@ const jwtProvider = z
   .strict()
   .refine((p) => (p.jwks_file === undefined) !== (p.jwks_url === undefined), { message: 'give exactly one of jwks_file and jwks_url' });
 
+const auditSink = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('jsonl'),
+      /** Sink name: its delivery position is kept in the store under this name. */
+      name: z.string().regex(NAME, 'expected a name of letters, digits, "_", "." and "-"'),
+      /** File to append to (relative to the configuration file); rotated to <path>.1, .2, ... */
+      path: z.string().min(1),
+      max_bytes: z.number().int().min(1024).default(100 * 1024 * 1024),
+      max_files: z.number().int().min(1).default(10),
+      /** How often new events are looked for. */
+      interval: duration.default(1000),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('webhook'),
+      name: z.string().regex(NAME, 'expected a name of letters, digits, "_", "." and "-"'),
+      /** Receives POSTs of newline-delimited JSON events (Content-Type: application/x-ndjson). */
+      url: z.string().url(),
+      headers: z.record(z.string(), z.string()).default({}),
+      /** Most events per request. */
+      batch: z.number().int().min(1).max(10_000).default(500),
+      timeout: duration.default(10_000),
+      /** Longest wait between retries (backoff doubles from 1s). */
+      max_backoff: duration.default(60_000),
+      interval: duration.default(1000),
+    })
+    .strict(),
+]);
+
 export const configSchema = z
   .object({
     listeners: z
@@ -204,6 +235,68 @@ export const configSchema = z
       .object({
         /** Directory of the embedded state (store, keys); relative paths are from the working directory. */
         dir: z.string().default('.gatehouse'),
+        /**
+         * A PostgreSQL database for the state (audit, tokens) instead of the embedded SQLite file,
+         * so several nodes share it: "postgres://user:pass@host:5432/db" (use ${VAR} for secrets).
+         */
+        postgres_url: z.string().regex(/^postgres(ql)?:\/\//, 'expected a URL starting with postgres://').optional(),
+      })
+      .strict()
+      .prefault({}),
+    audit: z
+      .object({
+        /** Record every session, statement and decision in the tamper-evident audit trail. */
+        enabled: z.boolean().default(true),
+        /** normalized: literals replaced by "?" (default); full: the statement as sent. */
+        statement_text: z.enum(['normalized', 'full']).default('normalized'),
+        /** Environments whose writes are forwarded only once their event is committed. */
+        durable_environments: z.array(z.string()).default(['production']),
+        /** Longest time before any other event is committed. */
+        flush_delay: duration.default(100),
+        /** Most events per store transaction. */
+        max_batch: z.number().int().min(1).max(100_000).default(2000),
+        /** Events queued for an unavailable store above which every statement is refused. */
+        max_pending: z.number().int().min(1000).default(200_000),
+        /** How long a store write may wait (e.g. for a lock) before it counts as failed. */
+        store_timeout: duration.default(2000),
+        /** Ed25519 private key (PEM) signing checkpoints; default <state.dir>/audit-signing.key, created at first start. */
+        signing_key: z.string().optional(),
+        checkpoint: z
+          .object({
+            /** Sign the chain's head at least every this many events... */
+            every: z.number().int().min(1).default(1000),
+            /** ...and at least this often while events arrive (and at shutdown). */
+            interval: duration.default(10_000),
+          })
+          .strict()
+          .prefault({}),
+        on_store_failure: z
+          .object({
+            /** While the store cannot be written: reads keep running (allow) or are refused too. */
+            reads: z.enum(['allow', 'refuse']).default('allow'),
+          })
+          .strict()
+          .prefault({}),
+        retention: z
+          .object({
+            /** Delete events older than this (by whole signed stretches); absent = keep forever. */
+            keep: duration.optional(),
+            /** How often the retention job runs. */
+            interval: duration.default(3_600_000),
+          })
+          .strict()
+          .prefault({}),
+        /** Copies of the trail for a SIEM or log pipeline, delivered at least once, in order per writer. */
+        sinks: z.array(auditSink).default([]),
+      })
+      .strict()
+      .prefault({}),
+    api: z
+      .object({
+        /** Groups whose members may read the audit trail through /api/audit. */
+        auditor_groups: z.array(z.string()).default(['auditors']),
+        /** Groups whose members may use every API (and read the audit trail). */
+        admin_groups: z.array(z.string()).default(['admins']),
       })
       .strict()
       .prefault({}),

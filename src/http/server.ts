@@ -1,11 +1,13 @@
-/** The HTTP listener: /healthz, /readyz and Prometheus /metrics. (The API joins here later.) */
-import { createServer, type Server } from 'node:http';
+/** The HTTP listener: /healthz, /readyz, Prometheus /metrics and the API (/api/...). */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 export interface HttpHandlers {
   /** True once the proxy accepts connections. */
   ready(): boolean;
   /** Prometheus exposition text and its content type. */
   metrics(): Promise<{ contentType: string; body: string }>;
+  /** API routes, consulted first: true when it handled (or is handling) the request. */
+  api?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 export function createHttpServer(h: HttpHandlers): Server {
@@ -16,6 +18,7 @@ export function createHttpServer(h: HttpHandlers): Server {
       res.end(JSON.stringify(body));
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' });
+    if (h.api !== undefined && h.api(req, res)) return;
     switch (path) {
       case '/healthz':
         return json(200, { status: 'ok' });

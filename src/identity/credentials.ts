@@ -26,7 +26,7 @@ export class CredentialAuthenticator {
 
   async authenticate(secret: string, user: string): Promise<Authenticated> {
     if (this.tokens !== null && secret.startsWith(TOKEN_PREFIX)) {
-      const check = this.tokens.verify(secret);
+      const check = await this.tokens.verify(secret);
       if (!check.ok) throw new AuthenticationFailed(`token authentication failed for user "${user}"`, { detail: check.reason });
       const t = check.token;
       if (t.name !== user) throw new AuthenticationFailed(`token authentication failed for user "${user}"`, { detail: `the token is for "${t.name}"` });

@@ -4,13 +4,14 @@
  * are logged. SQL-level PREPARE/EXECUTE is resolved per session. Analysis fails closed when the
  * session's settings would make the server read the text differently from our parser.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ResolvedConnection } from '../config/load.js';
 import { emptyFacts, type StatementFacts } from '../sql/facts.js';
 import { analyzePostgres } from '../sql/pg-analyzer.js';
 import { statementKey } from '../sql/statement-key.js';
 import type { PipelinePlugin } from '../session/pipeline.js';
-import { permits, type Decision, type Execution, type SessionInfo, type Statement } from '../session/types.js';
+import { permits, type Decision, type Execution, type SessionInfo, type Statement, type StatementSummary } from '../session/types.js';
 import { contextView, statementView, type CelObject } from './cel-view.js';
 import { createPolicyInput, decideStatements } from './decide.js';
 import type { PolicyEngine, PolicyInput } from './engine.js';
@@ -36,6 +37,35 @@ function escapesRoleMapping(f: StatementFacts): boolean {
     !f.parsed ||
     f.dynamic
   );
+}
+
+/** Kinds that change nothing in the database (besides the session's own settings). */
+const NON_MUTATING = new Set(['SELECT', 'SHOW', 'SET', 'RESET', 'BEGIN', 'START TRANSACTION', 'COMMIT', 'ROLLBACK', 'SAVEPOINT', 'RELEASE', 'ROLLBACK TO', 'PREPARE TRANSACTION', 'EXPLAIN', 'FETCH', 'MOVE', 'CLOSE', 'DECLARE', 'DEALLOCATE', 'DISCARD', 'LISTEN', 'UNLISTEN']);
+
+/** Whether a statement may change data, schema or grants (unknown and dynamic ones may). */
+function mutates(f: StatementFacts): boolean {
+  if (!f.parsed || f.dynamic || f.writes.length > 0 || f.copyDirection === 'from') return true;
+  if (f.category === 'read' || f.category === 'tcl') return false;
+  return !NON_MUTATING.has(f.kind);
+}
+
+/**
+ * The audit summary of a decided text: `key` is its shape key (literals are NUL + a type letter),
+ * rendered with `?` in place of each literal; the fingerprint is a digest of the key.
+ */
+export function summarize(facts: readonly StatementFacts[], key: string): StatementSummary {
+  const parts = key.split('\u0000');
+  let normalized = parts[0]!;
+  for (let i = 1; i < parts.length; i++) normalized += `?${parts[i]!.slice(1)}`;
+  const principal = facts.find((f) => f.category !== 'tcl') ?? facts[0];
+  const tables = [...new Set(facts.flatMap((f) => f.tables))];
+  return {
+    normalized,
+    fingerprint: createHash('sha256').update(key).digest('hex').slice(0, 16),
+    kind: principal?.kind ?? 'unknown',
+    tables,
+    mutates: facts.some(mutates),
+  };
 }
 
 /** Client encodings whose multibyte characters can contain ASCII quote or backslash bytes. */
@@ -165,12 +195,13 @@ export class PolicyStage implements PipelinePlugin {
     const state = this.#state(session);
     if (statement.protocol === 'fastpath') {
       // A function called by oid could be set_config('role', ...): never on a role-mapped connection.
-      if (session.upstreamRole !== undefined) return { action: 'deny', ruleId: 'gatehouse.role-mapping', message: `fastpath function calls are not allowed on a connection that maps you to the database role "${session.upstreamRole}"` };
       const f = emptyFacts(statement.text);
       f.kind = 'FUNCTION CALL';
       f.parsed = true;
       f.dynamic = true;
-      return this.#evaluateFull(state, { facts: [f], views: [statementView(f)], cacheable: false }, session, statement.text).decision;
+      const summary = summarize([f], statement.text);
+      if (session.upstreamRole !== undefined) return { action: 'deny', ruleId: 'gatehouse.role-mapping', message: `fastpath function calls are not allowed on a connection that maps you to the database role "${session.upstreamRole}"`, statement: summary };
+      return { ...this.#evaluateFull(state, { facts: [f], views: [statementView(f)], cacheable: false }, session, statement.text).decision, statement: summary };
     }
     const text = statement.text;
     // Fast path: the same shape was decided before in this session.
@@ -192,10 +223,13 @@ export class PolicyStage implements PipelinePlugin {
           action: 'deny',
           ruleId: 'gatehouse.role-mapping',
           message: `this connection maps you to the database role "${session.upstreamRole}"; changing the role or resetting the session is not allowed`,
+          statement: summarize(analysis.facts, cacheKey),
         };
       }
     }
-    const { decision, volatile } = this.#evaluateFull(state, analysis, session, text);
+    const evaluated = this.#evaluateFull(state, analysis, session, text);
+    const volatile = evaluated.volatile;
+    const decision: Decision = { ...evaluated.decision, statement: summarize(analysis.facts, cacheKey) };
     if (safe && !volatile && analysis.cacheable && !analysis.facts.some((f) => f.preparedName || f.executeName)) {
       if (state.decisions.size >= (this.#opts.maxSessionDecisions ?? 1000)) state.decisions.clear();
       state.decisions.set(cacheKey, decision);

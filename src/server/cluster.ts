@@ -12,6 +12,15 @@ import { ConfigError } from '../errors.js';
 import { createHttpServer } from '../http/server.js';
 import { createLogger } from './logger.js';
 import { startNode } from './node.js';
+import { ensureSigningKey, nodeIdOf, publicKeyPath } from '../audit/setup.js';
+import { recordDirect } from '../audit/direct.js';
+import { startAuditServices, type AuditServices } from './audit-services.js';
+import { openStore, storeSpec } from '../store/open.js';
+import type { Store } from '../store/sqlite-store.js';
+import { JwtAuthenticator } from '../identity/jwt.js';
+import { CredentialAuthenticator } from '../identity/credentials.js';
+import { LocalUsers } from '../identity/local-users.js';
+import { dirname, resolve } from 'node:path';
 
 interface CancelMessage {
   type: 'gatehouse:cancel';
@@ -37,6 +46,11 @@ export async function runPrimary(loaded: LoadedConfig, workers: number, configFi
   const readyWorkers = new Set<number>();
   let stopping = false;
 
+  if (config.audit.enabled) {
+    // Before forking: the workers would race to create it.
+    const { path, created } = ensureSigningKey(loaded);
+    if (created) logger.warn({ event: 'audit_key_created', key: path, public_key: publicKeyPath(path) }, 'created the audit signing key; give the public key to your auditors');
+  }
   cluster.setupPrimary({ args: ['serve', '--config', configFile, '--worker'] });
   const fork = (index: number): void => {
     const w = cluster.fork({ GATEHOUSE_WORKER_INDEX: String(index) });
@@ -68,11 +82,29 @@ export async function runPrimary(loaded: LoadedConfig, workers: number, configFi
   };
   for (let i = 0; i < workers; i++) fork(i);
 
+  // The primary serves HTTP, so it runs the audit API, sinks and retention; its own events
+  // (retention runs) go to a writer of their own.
+  let store: Store | undefined;
+  let services: AuditServices | undefined;
+  if (config.audit.enabled) {
+    store = await openStore(storeSpec(loaded));
+    const s = store;
+    const { key } = ensureSigningKey(loaded);
+    const jwt = config.auth.jwt.length > 0 ? new JwtAuthenticator(config.auth.jwt, (p) => resolve(dirname(loaded.file), p), loaded.file) : null;
+    const credentials = new CredentialAuthenticator(jwt, config.auth.tokens ? s.tokens : null);
+    services = startAuditServices(loaded, s, {
+      logger,
+      users: new LocalUsers(config.users, loaded.file),
+      credentials: credentials.enabled ? credentials : null,
+      record: (e) => void recordDirect(s.audit, `${nodeIdOf(loaded)}.primary`, key, [e]).catch((err: Error) => logger.error({ event: 'audit_record_failed', alert: true, reason: err.message }, 'ALERT: could not record an audit event')),
+    });
+  }
   let http: HttpServer | undefined;
   if (config.listeners.http) {
     http = createHttpServer({
       ready: () => readyWorkers.size === workers,
       metrics: async () => ({ contentType: aggregator.contentType, body: await (await aggregator.clusterMetrics()) }),
+      api: services?.api,
     });
     const { host, port } = config.listeners.http;
     try {
@@ -111,6 +143,8 @@ export async function runPrimary(loaded: LoadedConfig, workers: number, configFi
   });
   http?.closeAllConnections();
   http?.close();
+  await services?.stop();
+  await store?.close();
   logger.info({ event: 'stopped' }, 'Gatehouse stopped');
   logger.flush();
 }

@@ -4,7 +4,6 @@
  */
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
-import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError } from '../errors.js';
@@ -14,7 +13,12 @@ import { ProxyMetrics } from '../http/metrics.js';
 import { LocalUsers } from '../identity/local-users.js';
 import { JwtAuthenticator } from '../identity/jwt.js';
 import { CredentialAuthenticator } from '../identity/credentials.js';
-import { SqliteStore, storePath } from '../store/sqlite-store.js';
+import { openStore, storeSpec } from '../store/open.js';
+import type { Store } from '../store/sqlite-store.js';
+import { AuditWriter } from '../audit/writer.js';
+import { AuditStage } from '../audit/stage.js';
+import { ensureSigningKey, nodeIdOf, publicKeyPath } from '../audit/setup.js';
+import { startAuditServices } from './audit-services.js';
 import { AuthRateLimiter } from '../identity/rate-limit.js';
 import { dirname, resolve } from 'node:path';
 import { createPipeline, type PipelinePlugin } from '../session/pipeline.js';
@@ -40,6 +44,10 @@ export interface GatehouseNode {
   readonly metrics: ProxyMetrics;
   readonly engine: PostgresEngine;
   readonly policy: PolicyStage;
+  /** The audit writer (null when audit.enabled is false). */
+  readonly audit: AuditWriter | null;
+  /** The state store, when this node opened one (tokens). */
+  readonly store: Store | null;
   /** Reload the policy files; keeps the previous policy (and says why) if they are invalid. */
   reloadPolicy(): boolean;
   /** Bound PostgreSQL port. */
@@ -66,19 +74,55 @@ function listen(server: Server | HttpServer, host: string, port: number, key: st
 
 export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): Promise<GatehouseNode> {
   const { config } = loaded;
-  const nodeId = config.server.node_id ?? hostname();
+  const nodeId = nodeIdOf(loaded);
   const workerIndex = opts.workerIndex ?? 0;
   const logger = opts.logger ?? createLogger(config.log.level, { node: nodeId, worker: workerIndex });
   const metrics = new ProxyMetrics();
   await loadPostgresParser();
   const policy = new PolicyStage(loadPolicy(loaded), { logger, guardrailsFor });
-  const plugins: PipelinePlugin[] = [policy, ...(opts.plugins ?? []), metrics.plugin()];
-  if (config.log.statements) plugins.push(statementLog(logger));
-  const pipeline = createPipeline(plugins);
   const users = new LocalUsers(config.users, loaded.file);
   const jwt = config.auth.jwt.length > 0 ? new JwtAuthenticator(config.auth.jwt, (p) => resolve(dirname(loaded.file), p), loaded.file) : null;
-  const store = config.auth.tokens ? new SqliteStore(storePath(loaded)) : null;
-  const credentials = new CredentialAuthenticator(jwt, store?.tokens ?? null);
+
+  // The audit writer first: a node that cannot record does not serve.
+  let audit: AuditWriter | null = null;
+  const plugins: PipelinePlugin[] = [policy, ...(opts.plugins ?? [])];
+  if (config.audit.enabled) {
+    const { path: keyPath, created } = ensureSigningKey(loaded);
+    if (created) logger.warn({ event: 'audit_key_created', key: keyPath, public_key: publicKeyPath(keyPath) }, 'created the audit signing key; give the public key to your auditors');
+    const a = config.audit;
+    audit = new AuditWriter({
+      // Each process of a cluster is a writer with its own chain.
+      node: opts.http === false ? `${nodeId}.w${workerIndex}` : nodeId,
+      store: storeSpec(loaded),
+      signingKey: keyPath,
+      checkpointEvery: a.checkpoint.every,
+      checkpointIntervalMs: a.checkpoint.interval,
+      flushDelayMs: a.flush_delay,
+      maxBatch: a.max_batch,
+      maxPending: a.max_pending,
+      busyTimeoutMs: a.store_timeout,
+      logger,
+    });
+    await audit.start();
+    plugins.push(new AuditStage(audit, { durableEnvironments: a.durable_environments, statementText: a.statement_text, refuseReadsOnFailure: a.on_store_failure.reads === 'refuse' }));
+    audit.record({ type: 'node.start', detail: { pid: process.pid, worker: workerIndex, config: loaded.file, policy_files: loaded.policyFiles, rules: policy.engine.rules.length, connections: [...loaded.connections.keys()] } });
+  }
+  plugins.push(metrics.plugin());
+  if (config.log.statements) plugins.push(statementLog(logger));
+  const pipeline = createPipeline(plugins);
+  // The store on the event loop: issued tokens, and (where HTTP is served) the audit API, sinks
+  // and retention. The audit writer has its own connection on its thread.
+  const servesAudit = audit !== null && opts.http !== false;
+  let store: Store | null = null;
+  try {
+    store = config.auth.tokens || servesAudit ? await openStore(storeSpec(loaded)) : null;
+  } catch (err) {
+    await audit?.close();
+    throw err;
+  }
+  const credentials = new CredentialAuthenticator(jwt, config.auth.tokens ? (store?.tokens ?? null) : null);
+  const writer = audit;
+  const services = servesAudit && store !== null && writer !== null ? startAuditServices(loaded, store, { logger, users, credentials: credentials.enabled ? credentials : null, record: (e) => void writer.record(e) }) : null;
   const rl = config.auth.rate_limit;
   const limiter = new AuthRateLimiter({ maxFailures: rl.max_failures, maxFailuresPerAddress: rl.max_failures_per_address, windowMs: rl.window, lockoutMs: rl.lockout });
   const engine = new PostgresEngine({
@@ -98,7 +142,15 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
   pgServer.on('error', (err) => logger.error({ err }, 'PostgreSQL listener error'));
   const pgListener = config.listeners.postgres;
   let ready = false;
-  const pgPort = await listen(pgServer, pgListener.host, pgListener.port, 'listeners.postgres');
+  let pgPort: number;
+  try {
+    pgPort = await listen(pgServer, pgListener.host, pgListener.port, 'listeners.postgres');
+  } catch (err) {
+    await services?.stop();
+    await audit?.close();
+    await store?.close();
+    throw err;
+  }
 
   let httpServer: HttpServer | undefined;
   let httpPort: number | undefined;
@@ -106,11 +158,15 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
     httpServer = createHttpServer({
       ready: () => ready,
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+      api: services?.api,
     });
     try {
       httpPort = await listen(httpServer, config.listeners.http.host, config.listeners.http.port, 'listeners.http');
     } catch (err) {
       pgServer.close();
+      await services?.stop();
+      await audit?.close();
+      await store?.close();
       throw err;
     }
   }
@@ -121,9 +177,11 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
     try {
       policy.swap(loadPolicy(loaded));
       logger.info({ event: 'policy_reload', files: loaded.policyFiles, rules: policy.engine.rules.length }, 'policy reloaded');
+      audit?.record({ type: 'policy.reload', detail: { files: loaded.policyFiles, rules: policy.engine.rules.length } });
       return true;
     } catch (err) {
       logger.error({ event: 'policy_reload_failed', reason: (err as Error).message }, 'policy reload failed; keeping the previous policy');
+      audit?.record({ type: 'policy.reload_failed', detail: { files: loaded.policyFiles, reason: (err as Error).message } });
       return false;
     }
   };
@@ -149,10 +207,15 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
         httpServer.closeAllConnections();
         await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
       }
-      store?.close();
+      await services?.stop();
+      await store?.close();
+      if (audit !== null) {
+        audit.record({ type: 'node.stop', detail: { pid: process.pid, worker: workerIndex } });
+        await audit.close();
+      }
       logger.info({ event: 'stopped' }, 'Gatehouse stopped');
       logger.flush();
     })());
 
-  return { logger, metrics, engine, policy, reloadPolicy, pgPort, httpPort, shutdown };
+  return { logger, metrics, engine, policy, audit, store, reloadPolicy, pgPort, httpPort, shutdown };
 }

@@ -5,12 +5,16 @@
  *
  * Phases, in order for each statement:
  *   decide   before the statement reaches the database -> Decision (sync, or a promise when a
- *            stage must wait, e.g. for an approval)
+ *            stage must wait, e.g. for an approval or a durable audit record); a later stage
+ *            sees the earlier stages' decision in `statement.decision`
+ *   admit    before each execution of an already decided prepared statement (extended
+ *            protocol Execute) -> undefined to go ahead now, or a promise of undefined (go
+ *            ahead) or of a refusal
  *   result   when the result's columns are known -> RowTransform | null (masking)
  *   complete when the execution finished (rows, duration, error) -> audit, logs, metrics
  *   sessionStart / sessionEnd
  */
-import { ALLOW, permits, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from './types.js';
+import { ALLOW, permits, type ConnectionEvent, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from './types.js';
 
 export interface PipelinePlugin {
   /** Name, for logs and errors. */
@@ -20,8 +24,12 @@ export interface PipelinePlugin {
   decide?(session: SessionInfo, statement: Statement): Decision | undefined | Promise<Decision | undefined>;
   /** A row transform for this result, or null for none. */
   result?(session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]): RowTransform | null;
+  /** Before an Execute of a prepared statement: wait (promise) or refuse. */
+  admit?(session: SessionInfo, statement: Statement): Promise<Decision | undefined> | undefined;
   complete?(session: SessionInfo, execution: Execution): void;
   sessionEnd?(session: SessionInfo, reason: string): void;
+  /** Connection-level events: authentication success and failure, sessions that failed to start. */
+  connectionEvent?(event: ConnectionEvent): void;
 }
 
 export interface Pipeline {
@@ -29,7 +37,9 @@ export interface Pipeline {
   readonly decide: ((session: SessionInfo, statement: Statement) => Decision | Promise<Decision>) | null;
   readonly result: ((session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]) => RowTransform | null) | null;
   readonly complete: ((session: SessionInfo, execution: Execution) => void) | null;
+  readonly admit: ((session: SessionInfo, statement: Statement) => Promise<Decision | undefined> | undefined) | null;
   readonly sessionEnd: ((session: SessionInfo, reason: string) => void) | null;
+  readonly connectionEvent: ((event: ConnectionEvent) => void) | null;
 }
 
 function isPromise<T>(v: unknown): v is Promise<T> {
@@ -43,6 +53,8 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
   const results = plugins.filter((p) => p.result).map((p) => p.result!.bind(p));
   const completes = plugins.filter((p) => p.complete).map((p) => p.complete!.bind(p));
   const ends = plugins.filter((p) => p.sessionEnd).map((p) => p.sessionEnd!.bind(p));
+  const admits = plugins.filter((p) => p.admit).map((p) => p.admit!.bind(p));
+  const connEvents = plugins.filter((p) => p.connectionEvent).map((p) => p.connectionEvent!.bind(p));
 
   const decide =
     deciders.length === 0
@@ -50,6 +62,7 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
       : (session: SessionInfo, statement: Statement): Decision | Promise<Decision> => {
           // Runs deciders in order without awaiting the synchronous ones; the first deny wins.
           let last: Decision = ALLOW;
+          statement.decision = ALLOW;
           const step = (i: number): Decision | Promise<Decision> => {
             for (; i < deciders.length; i++) {
               const d = deciders[i]!(session, statement);
@@ -58,12 +71,12 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
                 const next = i + 1;
                 return d.then((r) => {
                   if (r && !permits(r)) return r;
-                  if (r) last = r;
+                  if (r) statement.decision = last = r;
                   return step(next);
                 });
               }
               if (!permits(d)) return d;
-              last = d;
+              statement.decision = last = d;
             }
             return last;
           };
@@ -91,6 +104,25 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
     decide,
     result,
     complete: completes.length === 0 ? null : completes.length === 1 ? completes[0]! : (s, e) => completes.forEach((f) => f(s, e)),
+    admit:
+      admits.length === 0
+        ? null
+        : admits.length === 1
+          ? admits[0]!
+          : (s, st) => {
+              // Sequential: each admit may wait; the first refusal wins.
+              const step = (i: number): Promise<Decision | undefined> | undefined => {
+                for (; i < admits.length; i++) {
+                  const w = admits[i]!(s, st);
+                  if (w === undefined) continue;
+                  const next = i + 1;
+                  return w.then((r) => (r !== undefined && !permits(r) ? r : step(next)));
+                }
+                return undefined;
+              };
+              return step(0);
+            },
     sessionEnd: ends.length === 0 ? null : (s, r) => ends.forEach((f) => f(s, r)),
+    connectionEvent: connEvents.length === 0 ? null : (e) => connEvents.forEach((f) => f(e)),
   };
 }

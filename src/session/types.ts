@@ -63,6 +63,20 @@ export interface RuleMatch {
   readonly message: string;
 }
 
+/** What the analysis found, as recorded by audit (the same for every statement of one shape). */
+export interface StatementSummary {
+  /** Normalized text: the statement with every literal replaced by `?`. */
+  readonly normalized: string;
+  /** Hex digest of the shape: equal for statements differing only in literals. */
+  readonly fingerprint: string;
+  /** The principal kind (the first statement that is not transaction control). */
+  readonly kind: string;
+  /** Every table referenced. */
+  readonly tables: readonly string[];
+  /** Whether it may change data, schema or grants (anything but reads, transaction control, SET and SHOW). */
+  readonly mutates: boolean;
+}
+
 export interface Decision {
   readonly action: PolicyAction;
   /** The rule that decided (empty when the default action applied). */
@@ -75,6 +89,8 @@ export interface Decision {
   readonly matches?: readonly RuleMatch[];
   /** Affected-rows circuit breaker: UPDATE/DELETE/MERGE changing more rows are rolled back. */
   readonly rowCap?: { readonly limit: number; readonly ruleId: string; readonly message: string };
+  /** The statement as analyzed (set by the policy stage). */
+  readonly statement?: StatementSummary;
 }
 
 /** Whether the statement may reach the database. */
@@ -99,6 +115,22 @@ export interface Execution {
   refusedBy: string | undefined;
   /** Milliseconds, set at completion. */
   durationMs: number;
+  /** Result columns a masking stage rewrote, as "table.column" or the output name. */
+  masked?: readonly string[];
+}
+
+/** Something that happened to a connection outside a session's statements (for audit). */
+export interface ConnectionEvent {
+  readonly type: 'auth.success' | 'auth.failure' | 'session.fail';
+  readonly client: ClientInfo;
+  /** The identity, once authenticated. */
+  readonly identity?: Identity;
+  /** The user name the client presented (auth failures). */
+  readonly user?: string;
+  readonly connection?: { readonly name: string; readonly environment: string };
+  readonly applicationName?: string;
+  readonly reason?: string;
+  readonly sqlstate?: string;
 }
 
 /** Column metadata of a result, from the engine's row description. */

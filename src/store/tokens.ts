@@ -38,17 +38,18 @@ export type TokenCheck = { readonly ok: true; readonly token: TokenRecord } | { 
 
 export interface TokenStore {
   /** Create a token; returns the record and the token text (shown once). */
-  create(t: NewToken, now?: number): { record: TokenRecord; token: string };
-  list(): TokenRecord[];
+  create(t: NewToken, now?: number): Promise<{ record: TokenRecord; token: string }>;
+  list(): Promise<TokenRecord[]>;
   /** Revoke by id; false if there is no such token. */
-  revoke(id: string, now?: number): boolean;
+  revoke(id: string, now?: number): Promise<boolean>;
   /** Check a presented token; records the use when valid. */
-  verify(token: string, now?: number): TokenCheck;
+  verify(token: string, now?: number): Promise<TokenCheck>;
 }
 
-const hash = (secret: string): Buffer => createHash('sha256').update(secret).digest();
+export const hash = (secret: string): Buffer => createHash('sha256').update(secret).digest();
 
-interface Row {
+/** A tokens table row, as both stores return it. */
+export interface TokenRow {
   id: string;
   secret_hash: string;
   kind: IdentityKind;
@@ -63,7 +64,7 @@ interface Row {
   last_used_at: number | null;
 }
 
-function record(r: Row): TokenRecord {
+export function tokenRecord(r: TokenRow): TokenRecord {
   return {
     id: r.id,
     kind: r.kind,
@@ -86,7 +87,7 @@ export class SqliteTokenStore implements TokenStore {
     this.#db = db;
   }
 
-  create(t: NewToken, now = Date.now()): { record: TokenRecord; token: string } {
+  async create(t: NewToken, now = Date.now()): Promise<{ record: TokenRecord; token: string }> {
     const id = randomBytes(6).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     this.#db
@@ -95,22 +96,22 @@ export class SqliteTokenStore implements TokenStore {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(id, hash(secret).toString('hex'), t.kind, t.name, t.onBehalfOf ?? null, t.model ?? null, JSON.stringify(t.groups ?? []), t.connections ? JSON.stringify(t.connections) : null, now, now + t.ttlMs);
-    const row = this.#db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as Row;
-    return { record: record(row), token: `${TOKEN_PREFIX}${id}_${secret}` };
+    const row = this.#db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as TokenRow;
+    return { record: tokenRecord(row), token: `${TOKEN_PREFIX}${id}_${secret}` };
   }
 
-  list(): TokenRecord[] {
-    return (this.#db.prepare('SELECT * FROM tokens ORDER BY created_at').all() as Row[]).map(record);
+  async list(): Promise<TokenRecord[]> {
+    return (this.#db.prepare('SELECT * FROM tokens ORDER BY created_at').all() as TokenRow[]).map(tokenRecord);
   }
 
-  revoke(id: string, now = Date.now()): boolean {
+  async revoke(id: string, now = Date.now()): Promise<boolean> {
     return this.#db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id).changes > 0 || this.#db.prepare('SELECT 1 FROM tokens WHERE id = ?').get(id) !== undefined;
   }
 
-  verify(token: string, now = Date.now()): TokenCheck {
+  async verify(token: string, now = Date.now()): Promise<TokenCheck> {
     const m = /^ghtk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/.exec(token);
     if (!m) return { ok: false, reason: 'not a Gatehouse token' };
-    const row = this.#db.prepare('SELECT * FROM tokens WHERE id = ?').get(m[1]) as Row | undefined;
+    const row = this.#db.prepare('SELECT * FROM tokens WHERE id = ?').get(m[1]) as TokenRow | undefined;
     const presented = hash(m[2]!);
     // Compare against a dummy hash when the id is unknown, so timing does not tell ids apart.
     const stored = row ? Buffer.from(row.secret_hash, 'hex') : hash('');
@@ -118,6 +119,6 @@ export class SqliteTokenStore implements TokenStore {
     if (row.revoked_at !== null) return { ok: false, reason: `token ${row.id} was revoked` };
     if (row.expires_at <= now) return { ok: false, reason: `token ${row.id} expired` };
     this.#db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(now, row.id);
-    return { ok: true, token: record({ ...row, last_used_at: now }) };
+    return { ok: true, token: tokenRecord({ ...row, last_used_at: now }) };
   }
 }

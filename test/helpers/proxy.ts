@@ -3,7 +3,7 @@
  * PostgreSQL (or a private one), with the test users alice/bob/carol. Also: spawn the real CLI.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
@@ -38,6 +38,8 @@ export interface ProxyOptions {
   shutdownTimeout?: string;
   env?: NodeJS.ProcessEnv;
   logStatements?: boolean;
+  /** State directory (store, audit key); a fresh temporary one unless given or set in extraYaml. */
+  stateDir?: string;
 }
 
 export function configYaml(o: ProxyOptions & { pgPort?: number; httpPort?: number }): string {
@@ -62,6 +64,7 @@ users:
 ${USERS.map((u) => `  - { name: ${u.name}, groups: [${u.groups.join(', ')}], password: "${verifiers.get(u.name)}" }`).join('\n')}
 log: { level: ${process.env.GATEHOUSE_TEST_LOG ?? 'silent'}, statements: ${o.logStatements ?? true} }
 server: { shutdown_timeout: ${o.shutdownTimeout ?? '5s'} }
+${o.extraYaml?.includes('state:') ? '' : `state: { dir: ${o.stateDir ?? mkdtempSync(join(tmpdir(), 'gh-state-'))} }`}
 ${o.extraYaml ?? ''}
 `;
 }
@@ -81,7 +84,8 @@ export interface TestProxy {
 export async function startProxy(o: ProxyOptions): Promise<TestProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'gh-cfg-'));
   const file = join(dir, 'gatehouse.yaml');
-  const text = configYaml(o);
+  const stateDir = o.stateDir ?? join(dir, 'state');
+  const text = configYaml({ ...o, stateDir });
   writeFileSync(file, text);
   const loaded = parseConfig(text, file, o.env ?? process.env);
   const logger = pino({ level: process.env.GATEHOUSE_TEST_LOG ?? 'silent' });
@@ -105,6 +109,7 @@ export async function startProxy(o: ProxyOptions): Promise<TestProxy> {
     close: async () => {
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
       await node.shutdown();
+      if (o.stateDir === undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -104,6 +104,21 @@ export class PostgresEngine {
       clearTimeout(timer);
       const e = err instanceof HandshakeError ? err : new HandshakeError(null, raw);
       metrics.connectionsTotal.labels(e.error?.sqlstate === '28P01' ? 'auth_failed' : 'refused').inc();
+      const ctx = e.context;
+      // Every refusal of someone who named a user is recorded; port scans and bare disconnects are not.
+      if (e.error && ctx.user !== undefined && pipeline.connectionEvent !== null) {
+        const conn = ctx.database !== undefined ? config.connections.get(ctx.database) : undefined;
+        pipeline.connectionEvent({
+          type: ctx.identity === undefined ? 'auth.failure' : 'session.fail',
+          client: { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0, tls: ctx.tls },
+          identity: ctx.identity,
+          user: ctx.user,
+          connection: conn ? { name: conn.name, environment: conn.environment } : undefined,
+          applicationName: ctx.applicationName,
+          reason: e.error.detail ? `${e.error.message}: ${e.error.detail}` : e.error.message,
+          sqlstate: e.error.sqlstate,
+        });
+      }
       if (e.error) {
         if (e.error.sqlstate === '28P01') metrics.errorsTotal.labels('auth').inc();
         else if (e.error.sqlstate === '08P01') metrics.errorsTotal.labels('protocol').inc();
@@ -120,6 +135,9 @@ export class PostgresEngine {
       return;
     }
     const { socket, connection, identity, params } = hs;
+    const clientInfo = { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0, tls: hs.tls };
+    const connRef = { name: connection.name, environment: connection.environment };
+    pipeline.connectionEvent?.({ type: 'auth.success', client: clientInfo, identity, connection: connRef, applicationName: params.get('application_name') });
 
     const t0 = performance.now();
     let upstream;
@@ -140,6 +158,7 @@ export class PostgresEngine {
       metrics.errorsTotal.labels('upstream_connect').inc();
       const e = err as GatehouseError;
       logger.warn({ connection: connection.name, user: identity.name, reason: e.message }, 'upstream connection failed');
+      pipeline.connectionEvent?.({ type: 'session.fail', client: clientInfo, identity, connection: connRef, applicationName: params.get('application_name'), reason: e.message, sqlstate: e.sqlstate });
       this.sendError(socket, e);
       return;
     }
@@ -164,7 +183,7 @@ export class PostgresEngine {
       id: `${this.#ctx.nodeId}-${this.#ctx.workerIndex}-${++this.#sessionCounter}`,
       identity,
       connection,
-      client: { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0, tls: hs.tls },
+      client: clientInfo,
       applicationName: params.get('application_name') ?? '',
       txState: 'idle',
       upstreamRole: role,

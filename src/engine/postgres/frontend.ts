@@ -56,6 +56,8 @@ export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<
   let io = new SocketReader(socket);
   let tls = false;
   const r = new BufferReader();
+  // What was learnt before a failure, for the audit trail.
+  const seen: HandshakeContext = { tls: false };
   try {
     // 1. Untagged first packets until the StartupMessage.
     let params: Map<string, string>;
@@ -77,7 +79,7 @@ export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<
         io.detach();
         socket.write(messages.SSL_ACCEPT);
         socket = await upgrade(socket, opts.tls, opts.clientCerts !== null);
-        tls = true;
+        tls = seen.tls = true;
         io = new SocketReader(socket);
         continue;
       }
@@ -110,6 +112,9 @@ export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<
       throw new ConnectionRefused('replication connections are not supported through Gatehouse');
     }
     const database = params.get('database') || user;
+    seen.user = user;
+    seen.database = database;
+    seen.applicationName = params.get('application_name');
     if (requestedMinor > PROTOCOL_MINOR || unsupportedOptions.length > 0) {
       socket.write(messages.negotiateProtocolVersion(PROTOCOL_MINOR, unsupportedOptions));
     }
@@ -142,6 +147,7 @@ export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<
       throw err;
     }
     opts.limiter.succeed(user);
+    seen.identity = identity;
 
     // 3. The connection named by the startup database.
     const connection = opts.connections.get(database);
@@ -151,7 +157,7 @@ export async function acceptClient(raw: Socket, opts: FrontendOptions): Promise<
     return { kind: 'session', socket, tls, params, identity, connection, pending, leftover: io.reader.takeRest() };
   } catch (err) {
     io.detach();
-    throw asGatehouseError(err, socket);
+    throw asGatehouseError(err, socket, seen);
   }
 }
 
@@ -250,19 +256,30 @@ async function scramExchange(socket: Socket, io: SocketReader, r: BufferReader, 
 }
 
 /** Errors of the handshake, with the socket they should be reported on (it may be TLS now). */
+/** What a failed handshake had learnt: who tried, and whether authentication had succeeded. */
+export interface HandshakeContext {
+  tls: boolean;
+  user?: string;
+  database?: string;
+  applicationName?: string;
+  /** Set once authentication succeeded (a later failure is not an authentication failure). */
+  identity?: Identity;
+}
+
 export class HandshakeError extends Error {
   constructor(
     readonly error: GatehouseError | null,
     readonly socket: Socket,
+    readonly context: HandshakeContext = { tls: false },
   ) {
     super(error?.message ?? 'client went away during the handshake');
   }
 }
 
-function asGatehouseError(err: unknown, socket: Socket): HandshakeError {
-  if (err instanceof GatehouseError) return new HandshakeError(err, socket);
-  if (err instanceof ProtocolError) return new HandshakeError(new ProtocolViolation(err.message), socket);
-  return new HandshakeError(null, socket);
+function asGatehouseError(err: unknown, socket: Socket, context: HandshakeContext): HandshakeError {
+  if (err instanceof GatehouseError) return new HandshakeError(err, socket, context);
+  if (err instanceof ProtocolError) return new HandshakeError(new ProtocolViolation(err.message), socket, context);
+  return new HandshakeError(null, socket, context);
 }
 
 function upgrade(socket: Socket, context: SecureContext, requestCert: boolean): Promise<TLSSocket> {

@@ -54,6 +54,9 @@ const MAX_FRAME = 0x3fffffff;
 /** A per-process token: statements carrying it fail to parse; errors naming it are ours. */
 const DENY_TOKEN = `gatehouse_refused_${randomBytes(6).toString('hex')}`;
 
+/** An Execute of a portal no client can have made (its name carries the deny token). */
+const REFUSED_EXECUTE = new BufferWriter().begin(FrontendCode.Execute).cstring(`${DENY_TOKEN}_portal`).int32(0).close().flush();
+
 /** Savepoint name used by the row-cap breaker inside client transactions. */
 const CAP_SAVEPOINT = 'gatehouse_row_cap';
 
@@ -320,10 +323,17 @@ export class PgRelay {
       case FrontendCode.Execute: {
         const [portal] = this.#cstringAt(frame, body, end);
         const statement = this.#portals.get(portal) ?? UNNAMED_STATEMENT;
-        const cap = statement.decision.rowCap;
-        if (cap !== undefined) return this.#cappedExecute(statement, frame.subarray(start, end));
-        this.#expect.push(expectation(Exp.Execute, this.#execution(statement)));
-        return FORWARD;
+        const admit = this.#pipeline.admit;
+        if (admit !== null && permits(statement.decision)) {
+          let wait: Promise<Decision | undefined> | undefined;
+          try {
+            wait = admit(this.session, statement);
+          } catch (err) {
+            wait = Promise.resolve(this.#internalDenial(err));
+          }
+          if (wait !== undefined) return this.#executeWhenAdmitted(statement, frame.subarray(start, end), wait);
+        }
+        return this.#execute(statement, frame.subarray(start, end));
       }
       case FrontendCode.Describe:
         this.#expect.push(expectation(Exp.Describe));
@@ -354,6 +364,38 @@ export class PgRelay {
       default:
         return FORWARD;
     }
+  }
+
+  /** Forward an admitted Execute (under the breaker when capped). */
+  #execute(statement: Statement, view: Buffer): FrameVerdict {
+    if (statement.decision.rowCap !== undefined) return this.#cappedExecute(statement, view);
+    this.#expect.push(expectation(Exp.Execute, this.#execution(statement)));
+    return FORWARD;
+  }
+
+  /**
+   * Hold an Execute until the pipeline admits it (e.g. its audit record is durable). A refusal
+   * replaces it with an Execute of a portal that cannot exist, whose error becomes the refusal:
+   * the server then skips to Sync as it would after any failed Execute.
+   */
+  #executeWhenAdmitted(statement: Statement, view: Buffer, wait: Promise<Decision | undefined>): FrameVerdict {
+    this.#pauseClient();
+    wait
+      .catch((err: unknown) => this.#internalDenial(err))
+      .then((refusal) => {
+        if (this.#closed) return;
+        let out: FrameVerdict;
+        if (refusal === undefined || permits(refusal)) out = this.#execute(statement, view);
+        else {
+          const refused: Statement = { ...statement, decision: refusal };
+          const exec = this.#execution(refused);
+          exec.refusedBy = refusal.ruleId ?? 'default';
+          this.#expect.push({ ...expectation(Exp.Execute, exec), refusal: this.#refusalFor(refusal) });
+          out = REFUSED_EXECUTE;
+        }
+        if (out !== PAUSE) this.#resumeClient(out === FORWARD ? view : out === DROP ? null : out);
+      });
+    return PAUSE;
   }
 
   #execution(statement: Statement): PendingExecution {
@@ -749,7 +791,7 @@ export class PgRelay {
     let sqlstate: string | undefined;
     if (head.refusal !== null) {
       out = head.refusal;
-      sqlstate = '42501';
+      sqlstate = head.exec?.statement.decision.sqlstate ?? '42501';
     } else if (isFatal(frame, start + 5, end)) this.#upstreamSentFatal = true;
     sqlstate ??= errorCode(frame, start + 5, end);
     const exec = head.exec;

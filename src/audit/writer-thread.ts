@@ -1,0 +1,134 @@
+/**
+ * The audit writer thread: owns one writer's hash chain and its store connection. The proxy's
+ * event loop numbers and encodes events and posts them here in batches; this thread chains,
+ * signs checkpoints and commits each batch in one transaction, so the store's fsync never stalls
+ * statement relaying. Messages (all plain data):
+ *
+ *   main -> thread  {op:'append', rows, count, first}   rows: COLUMN_COUNT + 1 values per event
+ *                   {op:'checkpoint'}                    sign the head now (shutdown)
+ *                   {op:'close'}
+ *   thread -> main  {op:'ready', seq} | {op:'init_failed', message}
+ *                   {op:'committed', through} | {op:'failed', message, first}
+ *                   {op:'checkpointed', seq} | {op:'closed'}
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { chainHash, GENESIS, loadSigningKey, signCheckpoint, type Checkpoint, type SigningKey } from './chain.js';
+import { COLUMN_COUNT } from './event.js';
+import { openAuditStore, type StoreSpec } from '../store/open.js';
+import type { AuditStore } from '../store/audit.js';
+
+export interface WriterThreadData {
+  readonly node: string;
+  readonly store: StoreSpec;
+  readonly signingKey: string;
+  readonly checkpointEvery: number;
+  readonly checkpointIntervalMs: number;
+  readonly busyTimeoutMs: number;
+}
+
+type Incoming = { op: 'append'; rows: unknown[]; count: number; first: number } | { op: 'checkpoint' } | { op: 'close' };
+
+const data = workerData as WriterThreadData;
+const port = parentPort!;
+const WIDTH = COLUMN_COUNT + 1;
+const BODY = COLUMN_COUNT;
+
+let store: (AuditStore & { closeAll(): Promise<void> }) | undefined;
+let key: SigningKey;
+/** The committed head of the chain. */
+let headSeq = 0;
+let headHash: string = GENESIS;
+let checkpointSeq = 0;
+let checkpointAt = Date.now();
+let queue: Promise<void> = Promise.resolve();
+
+function checkpointNow(seq: number, hash: string): Checkpoint {
+  return signCheckpoint(key, data.node, seq, hash, Date.now());
+}
+
+async function append(rows: unknown[], count: number, first: number): Promise<void> {
+  if (first !== headSeq + 1) {
+    port.postMessage({ op: 'failed', first, message: `batch starts at seq ${first}, expected ${headSeq + 1}` });
+    return;
+  }
+  const hashes: string[] = new Array(count);
+  let prev = headHash;
+  for (let i = 0; i < count; i++) {
+    prev = chainHash(prev, rows[i * WIDTH + BODY] as string);
+    hashes[i] = prev;
+  }
+  const through = first + count - 1;
+  const checkpoints: Checkpoint[] = [];
+  const now = Date.now();
+  if (through - checkpointSeq >= data.checkpointEvery || now - checkpointAt >= data.checkpointIntervalMs) checkpoints.push(checkpointNow(through, prev));
+  try {
+    await store!.append({ rows, count, hashes }, checkpoints);
+  } catch (err) {
+    port.postMessage({ op: 'failed', first, message: (err as Error).message });
+    return;
+  }
+  headSeq = through;
+  headHash = prev;
+  if (checkpoints.length > 0) {
+    checkpointSeq = through;
+    checkpointAt = now;
+  }
+  port.postMessage({ op: 'committed', through });
+}
+
+async function checkpoint(): Promise<void> {
+  if (headSeq === checkpointSeq) return;
+  const cp = checkpointNow(headSeq, headHash);
+  try {
+    await store!.append({ rows: [], count: 0, hashes: [] }, [cp]);
+    checkpointSeq = cp.seq;
+    checkpointAt = Date.now();
+    port.postMessage({ op: 'checkpointed', seq: cp.seq });
+  } catch (err) {
+    // The next batch or tick tries again; the unsigned tail is still chained.
+    port.postMessage({ op: 'checkpoint_failed', message: (err as Error).message });
+  }
+}
+
+async function init(): Promise<void> {
+  try {
+    key = loadSigningKey(data.signingKey);
+    store = await openAuditStore(data.store, data.busyTimeoutMs);
+    const head = await store.head(data.node);
+    if (head !== null) {
+      headSeq = head.seq;
+      headHash = head.hash;
+    }
+    const cps = await store.checkpoints(data.node);
+    const last = cps[cps.length - 1];
+    checkpointSeq = last?.seq ?? 0;
+  } catch (err) {
+    port.postMessage({ op: 'init_failed', message: (err as Error).message });
+    return;
+  }
+  port.postMessage({ op: 'ready', seq: headSeq });
+  // Sign the head every interval while events arrive (an idle writer has nothing new to sign).
+  const tick = setInterval(() => {
+    if (headSeq !== checkpointSeq && Date.now() - checkpointAt >= data.checkpointIntervalMs) queue = queue.then(checkpoint);
+  }, Math.max(100, Math.min(data.checkpointIntervalMs, 1000)));
+  port.on('message', (m: Incoming) => {
+    switch (m.op) {
+      case 'append':
+        queue = queue.then(() => append(m.rows, m.count, m.first));
+        break;
+      case 'checkpoint':
+        queue = queue.then(checkpoint);
+        break;
+      case 'close':
+        clearInterval(tick);
+        queue = queue.then(checkpoint).then(async () => {
+          await store!.closeAll().catch(() => {});
+          port.postMessage({ op: 'closed' });
+          port.close();
+        });
+        break;
+    }
+  });
+}
+
+void init();

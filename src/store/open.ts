@@ -1,0 +1,42 @@
+/**
+ * Which store a configuration uses, and opening it: the embedded SQLite file under `state.dir`
+ * unless `state.postgres_url` names a PostgreSQL database shared by several nodes.
+ */
+import { join } from 'node:path';
+import type { AuditStore } from './audit.js';
+import { openSqlite, SqliteStore, type Store } from './sqlite-store.js';
+import { SqliteAuditStore } from './sqlite-audit.js';
+
+/** Where the state lives; plain data, so it can be handed to the audit writer thread. */
+export type StoreSpec = { readonly kind: 'sqlite'; readonly file: string } | { readonly kind: 'postgres'; readonly url: string };
+
+export function storeSpec(loaded: { readonly stateDir: string; readonly config: { readonly state: { readonly postgres_url?: string | undefined } } }): StoreSpec {
+  const url = loaded.config.state.postgres_url;
+  if (url !== undefined) return { kind: 'postgres', url };
+  return { kind: 'sqlite', file: join(loaded.stateDir, 'gatehouse.db') };
+}
+
+/** Open the whole store (tokens, audit) for the proxy's event loop or the CLI. */
+export async function openStore(spec: StoreSpec): Promise<Store> {
+  if (spec.kind === 'sqlite') return new SqliteStore(spec.file);
+  const { PostgresStore } = await import('./postgres-store.js');
+  return PostgresStore.open(spec.url);
+}
+
+/**
+ * Open only the audit store, for the writer thread. `busyTimeoutMs` bounds how long a write may
+ * wait for a lock before it fails (and Gatehouse fails closed).
+ */
+export async function openAuditStore(spec: StoreSpec, busyTimeoutMs: number): Promise<AuditStore & { appendSync?: SqliteAuditStore['appendSync']; closeAll(): Promise<void> }> {
+  if (spec.kind === 'sqlite') {
+    const db = openSqlite(spec.file, busyTimeoutMs);
+    const audit = new SqliteAuditStore(db) as SqliteAuditStore & { closeAll(): Promise<void> };
+    audit.closeAll = async () => void db.close();
+    return audit;
+  }
+  const { PostgresStore } = await import('./postgres-store.js');
+  const store = await PostgresStore.open(spec.url, { statementTimeoutMs: busyTimeoutMs, poolSize: 1 });
+  const audit = store.audit as AuditStore & { closeAll(): Promise<void> };
+  audit.closeAll = () => store.close();
+  return audit;
+}

@@ -1,0 +1,417 @@
+/**
+ * The shared state store: one PostgreSQL database (`state.postgres_url`) used by several
+ * Gatehouse nodes at once. Same tables, columns and semantics as the embedded SQLite store
+ * (sqlite-store.ts, tokens.ts, sqlite-audit.ts); the contract suite (store-contract.test.ts) runs
+ * against both. Every statement has a server-side `statement_timeout` and every connection
+ * attempt a timeout, so an unavailable store fails in bounded time instead of hanging (the audit
+ * writer then fails closed).
+ */
+import { timingSafeEqual, randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { Checkpoint } from '../audit/chain.js';
+import { COLUMN_COUNT } from '../audit/event.js';
+import { ConfigError } from '../errors.js';
+import { EVENT_COLUMNS, filterSql, type AuditFilter, type AuditStore, type EventBatch, type StoredEvent } from './audit.js';
+import type { Store } from './sqlite-store.js';
+import { hash, TOKEN_PREFIX, tokenRecord, type NewToken, type TokenCheck, type TokenRecord, type TokenRow, type TokenStore } from './tokens.js';
+
+/**
+ * Schema migrations, applied in order; never edit one that has shipped. Version n here is
+ * version n of MIGRATIONS in sqlite-store.ts (1: tokens, 2: audit tables): both lists must stay
+ * in step, with the same table and column names, so either store can be swapped for the other.
+ */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE tokens (
+     id text PRIMARY KEY,
+     secret_hash text NOT NULL,
+     kind text NOT NULL,
+     name text NOT NULL,
+     on_behalf_of text,
+     model text,
+     groups text NOT NULL,
+     connections text,
+     created_at bigint NOT NULL,
+     expires_at bigint NOT NULL,
+     revoked_at bigint,
+     last_used_at bigint
+   )`,
+  `CREATE TABLE audit_events (
+     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+     node text NOT NULL,
+     seq bigint NOT NULL,
+     ts bigint NOT NULL,
+     type text NOT NULL,
+     session text,
+     identity text,
+     on_behalf_of text,
+     connection text,
+     environment text,
+     kind text,
+     tables text,
+     decision text,
+     body text NOT NULL,
+     hash text NOT NULL,
+     UNIQUE (node, seq)
+   );
+   CREATE INDEX audit_events_ts ON audit_events (ts);
+   CREATE TABLE audit_checkpoints (
+     node text NOT NULL,
+     seq bigint NOT NULL,
+     hash text NOT NULL,
+     ts bigint NOT NULL,
+     key_id text NOT NULL,
+     signature text NOT NULL,
+     PRIMARY KEY (node, seq)
+   );
+   CREATE TABLE audit_sink_cursors (
+     sink text NOT NULL,
+     node text NOT NULL,
+     seq bigint NOT NULL,
+     PRIMARY KEY (sink, node)
+   )`,
+];
+
+/** Default for `statementTimeoutMs` when the caller gives none (the CLI, the HTTP API). */
+const DEFAULT_TIMEOUT_MS = 5000;
+/** pg's own default pool size. */
+const DEFAULT_POOL_SIZE = 10;
+/**
+ * The client-side query timeout is this much longer than `statement_timeout`: the server's
+ * timeout normally fires first (with a proper error); this one only catches a lost network.
+ */
+const QUERY_TIMEOUT_MARGIN_MS = 2000;
+
+/**
+ * Advisory lock keys (two int4 form): a class id for Gatehouse's locks, then the object. The
+ * class id keeps them apart from advisory locks other applications take in the same database.
+ */
+const LOCK_CLASS = "hashtext('gatehouse')";
+const MIGRATION_LOCK = `SELECT pg_advisory_xact_lock(${LOCK_CLASS}, 0)`;
+const HEAD_LOCK = `SELECT pg_advisory_xact_lock(${LOCK_CLASS}, hashtext($1))`;
+
+/**
+ * int8 (OID 20) as a JS number, on this pool only (the global pg types stay untouched). Every
+ * bigint column here holds epoch milliseconds or a sequence number, far below 2^53.
+ */
+const parseInt8 = (v: string): number => Number(v);
+const TYPES: pg.CustomTypesConfig = {
+  getTypeParser: (oid, format) => (oid === pg.types.builtins.INT8 && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format)),
+};
+
+/** Options of `PostgresStore.open`. */
+export interface PostgresStoreOptions {
+  /** Bounds every statement (`statement_timeout`, lock waits included) and every connection attempt. */
+  readonly statementTimeoutMs?: number;
+  /** Most connections this process opens to the store. */
+  readonly poolSize?: number;
+}
+
+/** The PostgreSQL state store: tokens and audit in one shared database. */
+export class PostgresStore implements Store {
+  readonly #pool: pg.Pool;
+  #closed = false;
+  readonly tokens: TokenStore;
+  readonly audit: AuditStore;
+
+  private constructor(pool: pg.Pool) {
+    this.#pool = pool;
+    this.tokens = new PostgresTokenStore(pool);
+    this.audit = new PostgresAuditStore(pool);
+  }
+
+  /**
+   * Connect and apply pending migrations. Any failure (unreachable, refused, timeout, bad URL)
+   * is a ConfigError naming `state.postgres_url`, without the URL's password.
+   */
+  static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const timeout = positiveInt(opts.statementTimeoutMs, DEFAULT_TIMEOUT_MS);
+    let pool: pg.Pool;
+    try {
+      pool = new pg.Pool({
+        connectionString: url,
+        max: positiveInt(opts.poolSize, DEFAULT_POOL_SIZE),
+        statement_timeout: timeout,
+        query_timeout: timeout + QUERY_TIMEOUT_MARGIN_MS,
+        connectionTimeoutMillis: timeout,
+        keepAlive: true,
+        application_name: 'gatehouse',
+        types: TYPES,
+      });
+    } catch (err) {
+      throw openError(url, err);
+    }
+    // An idle connection that breaks (server restart, network) is emitted here; without a
+    // listener it would crash the process. The pool drops it and the next query reconnects.
+    pool.on('error', () => {});
+    try {
+      await transaction(pool, migrate);
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw openError(url, err);
+    }
+    return new PostgresStore(pool);
+  }
+
+  /** Close every connection; safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.end();
+  }
+}
+
+function positiveInt(v: number | undefined, fallback: number): number {
+  return v !== undefined && Number.isFinite(v) && v >= 1 ? Math.floor(v) : fallback;
+}
+
+/** Apply pending migrations; runs in a transaction holding the migration lock. */
+async function migrate(c: pg.PoolClient): Promise<void> {
+  // Under one advisory lock, so several nodes starting together apply each migration once: the
+  // others wait here, then see the versions recorded.
+  await c.query(MIGRATION_LOCK);
+  // Checked first rather than CREATE TABLE IF NOT EXISTS, which needs CREATE on the schema even
+  // when the table exists: a role with only table privileges can open a migrated database.
+  const exists = (await c.query<{ t: string | null }>("SELECT to_regclass('schema_migrations')::text AS t")).rows[0]!.t !== null;
+  if (!exists) await c.query('CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)');
+  const done = new Set((await c.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
+  for (let i = 0; i < MIGRATIONS.length; i++) {
+    if (done.has(i + 1)) continue;
+    await c.query(MIGRATIONS[i]!);
+    await c.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [i + 1, Date.now()]);
+  }
+}
+
+/**
+ * The open error. The driver's error is not kept as `cause`: some (a URL TypeError's `input`)
+ * carry the whole URL, password included, and would leak it into logs.
+ */
+function openError(url: string, err: unknown): ConfigError {
+  const { where, secrets } = describeUrl(url);
+  let reason = reasonOf(err);
+  for (const s of secrets) reason = reason.split(s).join('***');
+  return new ConfigError(`state.postgres_url: cannot open the state store at ${where}: ${reason}`);
+}
+
+/** A driver error as text; a refused connection to a name with several addresses is an AggregateError with an empty message. */
+function reasonOf(err: unknown): string {
+  if (err instanceof AggregateError && err.message === '') return [...new Set(err.errors.map(reasonOf))].join('; ');
+  if (!(err instanceof Error)) return String(err);
+  return err.message || ((err as NodeJS.ErrnoException).code ?? err.name);
+}
+
+/** The URL without its password, and the password's spellings to scrub from messages. */
+function describeUrl(url: string): { where: string; secrets: string[] } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { where: '(an unparsable URL)', secrets: [] };
+  }
+  const secrets: string[] = [];
+  // pg also takes the password as a query parameter (?password=...).
+  for (const raw of [u.password, u.searchParams.get('password') ?? '']) {
+    if (raw === '') continue;
+    secrets.push(raw);
+    try {
+      secrets.push(decodeURIComponent(raw));
+    } catch {
+      // Not valid percent-encoding: the raw spelling is the only one.
+    }
+  }
+  const user = u.username === '' ? '' : `${u.username}@`;
+  return { where: `"${u.protocol}//${user}${u.host}${u.pathname}"`, secrets: secrets.filter((s) => s !== '') };
+}
+
+/**
+ * Run `fn` in a transaction on one pooled connection. A connection whose ROLLBACK fails is
+ * broken (or still busy after a client-side timeout), so it is dropped instead of reused.
+ */
+async function transaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const out = await fn(client);
+    await client.query('COMMIT');
+    client.release();
+    return out;
+  } catch (err) {
+    const broken = await client.query('ROLLBACK').then(
+      () => undefined,
+      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+    );
+    client.release(broken);
+    throw err;
+  }
+}
+
+/** Tokens in the shared database; same semantics as SqliteTokenStore. */
+export class PostgresTokenStore implements TokenStore {
+  readonly #pool: pg.Pool;
+
+  constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  async create(t: NewToken, now = Date.now()): Promise<{ record: TokenRecord; token: string }> {
+    const id = randomBytes(6).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    const { rows } = await this.#pool.query<TokenRow>(
+      `INSERT INTO tokens (id, secret_hash, kind, name, on_behalf_of, model, groups, connections, created_at, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *`,
+      [id, hash(secret).toString('hex'), t.kind, t.name, t.onBehalfOf ?? null, t.model ?? null, JSON.stringify(t.groups ?? []), t.connections ? JSON.stringify(t.connections) : null, now, now + t.ttlMs],
+    );
+    return { record: tokenRecord(rows[0]!), token: `${TOKEN_PREFIX}${id}_${secret}` };
+  }
+
+  async list(): Promise<TokenRecord[]> {
+    // id breaks ties so the order is stable when several tokens share a millisecond.
+    return (await this.#pool.query<TokenRow>('SELECT * FROM tokens ORDER BY created_at, id')).rows.map(tokenRecord);
+  }
+
+  async revoke(id: string, now = Date.now()): Promise<boolean> {
+    // One round trip: the EXISTS sees the row as it was before the UPDATE, which is all it asks.
+    const { rows } = await this.#pool.query<{ found: boolean }>(
+      `WITH u AS (UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING 1)
+       SELECT EXISTS (SELECT 1 FROM tokens WHERE id = $2) AS found`,
+      [now, id],
+    );
+    return rows[0]!.found;
+  }
+
+  async verify(token: string, now = Date.now()): Promise<TokenCheck> {
+    const m = /^ghtk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/.exec(token);
+    if (!m) return { ok: false, reason: 'not a Gatehouse token' };
+    const row = (await this.#pool.query<TokenRow>('SELECT * FROM tokens WHERE id = $1', [m[1]])).rows[0];
+    const presented = hash(m[2]!);
+    // Compare against a dummy hash when the id is unknown, so timing does not tell ids apart.
+    const stored = row ? Buffer.from(row.secret_hash, 'hex') : hash('');
+    if (!timingSafeEqual(presented, stored) || !row) return { ok: false, reason: 'unknown token or wrong secret' };
+    if (row.revoked_at !== null) return { ok: false, reason: `token ${row.id} was revoked` };
+    if (row.expires_at <= now) return { ok: false, reason: `token ${row.id} expired` };
+    await this.#pool.query('UPDATE tokens SET last_used_at = $1 WHERE id = $2', [now, row.id]);
+    return { ok: true, token: tokenRecord({ ...row, last_used_at: now }) };
+  }
+}
+
+const SELECT_EVENT = 'SELECT node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash FROM audit_events';
+const SELECT_HEAD = 'SELECT seq, hash FROM audit_events WHERE node = $1 ORDER BY seq DESC LIMIT 1';
+
+/** Columns of one event, in the order the append statement's parameters take them. */
+const WIDTH = COLUMN_COUNT + 1;
+const BIGINT_COLUMNS: ReadonlySet<string> = new Set(['seq', 'ts']);
+const EVENT_PARAM_TYPES = [...EVENT_COLUMNS.map((c) => (BIGINT_COLUMNS.has(c) ? 'bigint' : 'text')), 'text', 'text'];
+const CHECKPOINT_PARAM_TYPES = ['text', 'bigint', 'text', 'bigint', 'text', 'text'];
+const unnest = (types: readonly string[], from: number): string => `unnest(${types.map((t, i) => `$${from + i}::${t}[]`).join(', ')})`;
+
+/**
+ * A whole batch in one statement (one round trip, one transaction even outside BEGIN): one
+ * parameter per column, each an array over the batch, expanded by unnest. The checkpoints go in
+ * through a data-modifying CTE, which PostgreSQL runs to completion whether or not it is read.
+ */
+const APPEND_SQL = `WITH events AS (
+    INSERT INTO audit_events (${EVENT_COLUMNS.join(', ')}, body, hash)
+    SELECT * FROM ${unnest(EVENT_PARAM_TYPES, 1)}
+  )
+  INSERT INTO audit_checkpoints (node, seq, hash, ts, key_id, signature)
+  SELECT * FROM ${unnest(CHECKPOINT_PARAM_TYPES, EVENT_PARAM_TYPES.length + 1)}`;
+
+/** Parameters of APPEND_SQL: the flat batch turned into one array per column. */
+function appendParams(batch: EventBatch, checkpoints: readonly Checkpoint[]): unknown[][] {
+  const { rows, hashes, count } = batch;
+  const cols: unknown[][] = [];
+  for (let c = 0; c <= WIDTH; c++) cols.push(new Array<unknown>(count));
+  const hashCol = cols[WIDTH]!;
+  for (let i = 0; i < count; i++) {
+    const base = i * WIDTH;
+    for (let c = 0; c < WIDTH; c++) cols[c]![i] = rows[base + c];
+    hashCol[i] = hashes[i];
+  }
+  const n = checkpoints.length;
+  const cp: unknown[][] = [new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n)];
+  for (let i = 0; i < n; i++) {
+    const k = checkpoints[i]!;
+    cp[0]![i] = k.node;
+    cp[1]![i] = k.seq;
+    cp[2]![i] = k.hash;
+    cp[3]![i] = k.ts;
+    cp[4]![i] = k.key_id;
+    cp[5]![i] = k.signature;
+  }
+  return [...cols, ...cp];
+}
+
+/** The append statement, prepared once per connection (pg caches named statements). */
+const appendQuery = (batch: EventBatch, checkpoints: readonly Checkpoint[]): pg.QueryConfig<unknown[]> => ({ name: 'gatehouse_audit_append', text: APPEND_SQL, values: appendParams(batch, checkpoints) });
+
+/** The audit trail in the shared database; same semantics as SqliteAuditStore. */
+export class PostgresAuditStore implements AuditStore {
+  readonly #pool: pg.Pool;
+
+  constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  async head(node: string): Promise<{ seq: number; hash: string } | null> {
+    return (await this.#pool.query<{ seq: number; hash: string }>(SELECT_HEAD, [node])).rows[0] ?? null;
+  }
+
+  async append(batch: EventBatch, checkpoints: readonly Checkpoint[]): Promise<void> {
+    if (batch.count === 0 && checkpoints.length === 0) return;
+    await this.#pool.query(appendQuery(batch, checkpoints));
+  }
+
+  async appendAtHead(node: string, make: (head: { seq: number; hash: string } | null) => { batch: EventBatch; checkpoints: readonly Checkpoint[] }): Promise<void> {
+    await transaction(this.#pool, async (c) => {
+      // Held until COMMIT, so concurrent writers on this node (other CLI runs, other nodes) queue
+      // here and each reads the head the previous one committed (READ COMMITTED: a fresh
+      // snapshot per statement).
+      await c.query(HEAD_LOCK, [node]);
+      const head = (await c.query<{ seq: number; hash: string }>(SELECT_HEAD, [node])).rows[0] ?? null;
+      const { batch, checkpoints } = make(head);
+      if (batch.count === 0 && checkpoints.length === 0) return;
+      await c.query(appendQuery(batch, checkpoints));
+    });
+  }
+
+  async nodes(): Promise<string[]> {
+    // COLLATE "C": byte order, as SQLite sorts, whatever the database's collation.
+    const { rows } = await this.#pool.query<{ node: string }>('SELECT node FROM (SELECT node FROM audit_events UNION SELECT node FROM audit_checkpoints) n ORDER BY node COLLATE "C"');
+    return rows.map((r) => r.node);
+  }
+
+  async range(node: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
+    return (await this.#pool.query<StoredEvent>(`${SELECT_EVENT} WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [node, afterSeq, limit])).rows;
+  }
+
+  async checkpoints(node: string): Promise<Checkpoint[]> {
+    return (await this.#pool.query<Checkpoint>('SELECT node, seq, hash, ts, key_id, signature FROM audit_checkpoints WHERE node = $1 ORDER BY seq', [node])).rows;
+  }
+
+  async search(filter: AuditFilter, limit: number, order: 'asc' | 'desc'): Promise<StoredEvent[]> {
+    const { where, params } = filterSql(filter, (i) => `$${i}`);
+    const dir = order === 'asc' ? 'ASC' : 'DESC';
+    const sql = `${SELECT_EVENT} ${where} ORDER BY ts ${dir}, node COLLATE "C" ${dir}, seq ${dir} LIMIT $${params.length + 1}`;
+    return (await this.#pool.query<StoredEvent>(sql, [...params, limit])).rows;
+  }
+
+  async sinkCursor(sink: string): Promise<Map<string, number>> {
+    const { rows } = await this.#pool.query<{ node: string; seq: number }>('SELECT node, seq FROM audit_sink_cursors WHERE sink = $1', [sink]);
+    return new Map(rows.map((r) => [r.node, r.seq]));
+  }
+
+  async saveSinkCursor(sink: string, node: string, seq: number): Promise<void> {
+    await this.#pool.query('INSERT INTO audit_sink_cursors (sink, node, seq) VALUES ($1, $2, $3) ON CONFLICT (sink, node) DO UPDATE SET seq = excluded.seq', [sink, node, seq]);
+  }
+
+  async deleteThrough(node: string, seq: number): Promise<number> {
+    return transaction(this.#pool, async (c) => {
+      const n = (await c.query('DELETE FROM audit_events WHERE node = $1 AND seq <= $2', [node, seq])).rowCount ?? 0;
+      await c.query('DELETE FROM audit_checkpoints WHERE node = $1 AND seq < $2', [node, seq]);
+      return n;
+    });
+  }
+
+  async close(): Promise<void> {
+    // The pool belongs to the PostgresStore that made this.
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The audit store in the embedded SQLite file. better-sqlite3 is synchronous: the proxy writes
+ * events from its audit writer thread (src/audit/writer-thread.ts), never from the event loop
+ * that relays statements; the CLI and the HTTP API read with short queries.
+ */
+import type Database from 'better-sqlite3';
+import type { Checkpoint } from '../audit/chain.js';
+import { COLUMN_COUNT } from '../audit/event.js';
+import { filterSql, type AuditFilter, type AuditStore, type EventBatch, type StoredEvent } from './audit.js';
+
+const SELECT_EVENT = 'SELECT node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash FROM audit_events';
+
+export class SqliteAuditStore implements AuditStore {
+  readonly #db: Database.Database;
+  readonly #insert: Database.Statement;
+  readonly #insertCheckpoint: Database.Statement;
+  readonly #appendTx: Database.Transaction<(batch: EventBatch, checkpoints: readonly Checkpoint[]) => void>;
+
+  constructor(db: Database.Database) {
+    this.#db = db;
+    this.#insert = db.prepare(
+      `INSERT INTO audit_events (node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#insertCheckpoint = db.prepare('INSERT INTO audit_checkpoints (node, seq, hash, ts, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)');
+    const insert = this.#insert;
+    const insertCheckpoint = this.#insertCheckpoint;
+    const args: unknown[] = new Array(COLUMN_COUNT + 2);
+    this.#appendTx = db.transaction((batch: EventBatch, checkpoints: readonly Checkpoint[]) => {
+      const { rows, hashes } = batch;
+      const width = COLUMN_COUNT + 1;
+      for (let i = 0; i < batch.count; i++) {
+        const base = i * width;
+        for (let c = 0; c < width; c++) args[c] = rows[base + c];
+        args[width] = hashes[i];
+        insert.run(args);
+      }
+      for (const c of checkpoints) insertCheckpoint.run(c.node, c.seq, c.hash, c.ts, c.key_id, c.signature);
+    });
+  }
+
+  async head(node: string): Promise<{ seq: number; hash: string } | null> {
+    const row = this.#db.prepare('SELECT seq, hash FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1').get(node) as { seq: number; hash: string } | undefined;
+    return row ?? null;
+  }
+
+  /** Synchronous append (the writer thread's path). */
+  appendSync(batch: EventBatch, checkpoints: readonly Checkpoint[]): void {
+    this.#appendTx.immediate(batch, checkpoints);
+  }
+
+  async append(batch: EventBatch, checkpoints: readonly Checkpoint[]): Promise<void> {
+    this.appendSync(batch, checkpoints);
+  }
+
+  async appendAtHead(node: string, make: (head: { seq: number; hash: string } | null) => { batch: EventBatch; checkpoints: readonly Checkpoint[] }): Promise<void> {
+    const tx = this.#db.transaction(() => {
+      const head = this.#db.prepare('SELECT seq, hash FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1').get(node) as { seq: number; hash: string } | undefined;
+      const { batch, checkpoints } = make(head ?? null);
+      this.#appendTx(batch, checkpoints);
+    });
+    tx.immediate();
+  }
+
+  async nodes(): Promise<string[]> {
+    const rows = this.#db.prepare('SELECT DISTINCT node FROM audit_events UNION SELECT DISTINCT node FROM audit_checkpoints ORDER BY 1').all() as Array<{ node: string }>;
+    return rows.map((r) => r.node);
+  }
+
+  async range(node: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
+    return this.#db.prepare(`${SELECT_EVENT} WHERE node = ? AND seq > ? ORDER BY seq LIMIT ?`).all(node, afterSeq, limit) as StoredEvent[];
+  }
+
+  async checkpoints(node: string): Promise<Checkpoint[]> {
+    return this.#db.prepare('SELECT node, seq, hash, ts, key_id, signature FROM audit_checkpoints WHERE node = ? ORDER BY seq').all(node) as Checkpoint[];
+  }
+
+  async search(filter: AuditFilter, limit: number, order: 'asc' | 'desc'): Promise<StoredEvent[]> {
+    const { where, params } = filterSql(filter, () => '?');
+    const dir = order === 'asc' ? 'ASC' : 'DESC';
+    return this.#db.prepare(`${SELECT_EVENT} ${where} ORDER BY ts ${dir}, node ${dir}, seq ${dir} LIMIT ?`).all(...params, limit) as StoredEvent[];
+  }
+
+  async sinkCursor(sink: string): Promise<Map<string, number>> {
+    const rows = this.#db.prepare('SELECT node, seq FROM audit_sink_cursors WHERE sink = ?').all(sink) as Array<{ node: string; seq: number }>;
+    return new Map(rows.map((r) => [r.node, r.seq]));
+  }
+
+  async saveSinkCursor(sink: string, node: string, seq: number): Promise<void> {
+    this.#db.prepare('INSERT INTO audit_sink_cursors (sink, node, seq) VALUES (?, ?, ?) ON CONFLICT (sink, node) DO UPDATE SET seq = excluded.seq').run(sink, node, seq);
+  }
+
+  async deleteThrough(node: string, seq: number): Promise<number> {
+    const tx = this.#db.transaction(() => {
+      const n = this.#db.prepare('DELETE FROM audit_events WHERE node = ? AND seq <= ?').run(node, seq).changes;
+      this.#db.prepare('DELETE FROM audit_checkpoints WHERE node = ? AND seq < ?').run(node, seq);
+      return n;
+    });
+    return tx.immediate();
+  }
+
+  async close(): Promise<void> {
+    // The database handle belongs to the SqliteStore that made this.
+  }
+}
