@@ -56,7 +56,7 @@ async function round(dir: string, keyPath: string, i: number): Promise<{ rate: n
   const decision: Decision = {
     action: 'allow',
     matches: [],
-    statement: { normalized: 'select abalance from pgbench_accounts where aid = ?', fingerprint: '5c0e7b1a2f3d4e5f', kind: 'SELECT', tables: ['pgbench_accounts'], mutates: false },
+    statement: { normalized: 'select abalance from pgbench_accounts where aid = ?', fingerprint: '5c0e7b1a2f3d4e5f', kind: 'SELECT', tables: ['pgbench_accounts'], mutates: false, copyTo: false },
   };
   const statement: Statement = { text: 'SELECT abalance FROM pgbench_accounts WHERE aid = 4242;', protocol: 'simple', name: '', decision };
   const exec: Execution = { statement, startedAt: 0, rows: 1, command: 'SELECT 1', sqlstate: undefined, refusedBy: undefined, durationMs: 0.087, masked: undefined };

@@ -53,7 +53,7 @@ const decision = (text: string, mutates: boolean): Decision => ({
   action: 'allow',
   ruleId: 'r.1',
   matches: [{ id: 'r.1', action: 'allow', mode: 'enforce', controls: [], message: '' }, { id: 'guard.row-cap', action: 'limit_rows', mode: 'dry-run', controls: [], message: '' }],
-  statement: { normalized: text, fingerprint: '0123456789abcdef', kind: mutates ? 'UPDATE' : 'SELECT', tables: ['t', 'public.u'], mutates },
+  statement: { normalized: text, fingerprint: '0123456789abcdef', kind: mutates ? 'UPDATE' : 'SELECT', tables: ['t', 'public.u'], mutates, copyTo: false },
 });
 
 function rows(): Array<{ seq: number; type: string; body: string; identity: string; kind: string; tables: string }> {

@@ -20,6 +20,8 @@ import { createVerifier } from '../identity/scram.js';
 import { runPrimary, runWorker as runWorkerProcess } from '../server/cluster.js';
 import { startNode } from '../server/node.js';
 import { registerPolicyCommands } from './policy.js';
+import { MaskingStage } from '../masking/stage.js';
+import pino from 'pino';
 
 const VERSION = '0.1.0';
 
@@ -66,6 +68,8 @@ async function serve(opts: { config: string; workers?: string; worker?: boolean 
 function check(opts: { config: string }): void {
   const loaded = loadConfig(opts.config);
   const policy = loadPolicy(loaded);
+  // The masking classification (classes, column keys, name rules) is checked when the stage is built.
+  new MaskingStage({ columns: loaded.config.masking.columns, nameRules: loaded.config.masking.name_rules, nameDefaults: loaded.config.masking.name_defaults, hashKey: Buffer.alloc(32), logger: pino({ level: 'silent' }) });
   // Loads and checks every JWKS file of the auth.jwt providers.
   new JwtAuthenticator(loaded.config.auth.jwt, (p) => resolve(dirname(loaded.file), p), opts.config);
   const c = loaded.config;

@@ -291,6 +291,20 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    masking: z
+      .object({
+        /** Explicit classification: "schema.table.column" (or "table.column") -> class, or "none" to exempt. */
+        columns: z.record(z.string(), z.string()).default({}),
+        /** Column-name rules evaluated before the defaults: exact names, globs ("*_email") or /regex/. */
+        name_rules: z.array(z.object({ pattern: z.string().min(1), class: z.string() }).strict()).default([]),
+        /** The built-in column-name rules (email, phone, ssn, card_number, password, ...). */
+        name_defaults: z.boolean().default(true),
+        /** HMAC key for the hash function (pseudonyms): an environment variable or a file; default <state.dir>/masking.key, created at first use. */
+        hash_key_env: z.string().optional(),
+        hash_key_file: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
     api: z
       .object({
         /** Groups whose members may read the audit trail through /api/audit. */

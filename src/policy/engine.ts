@@ -1,13 +1,14 @@
 /**
  * Policy evaluation: pure and synchronous. Every rule is evaluated against each statement's
  * facts; the decision names every rule that matched. Enforcing matches decide by precedence
- * deny > require_approval > mask > allow; limit_rows rules add a row cap; audit rules only
- * record; dry-run rules are recorded (and logged by the caller) but never decide. With no
+ * deny > require_approval > allow; mask rules add masking to a statement that is allowed (the
+ * action is then `mask`; a mask rule never grants by itself) and limit_rows rules add a row cap;
+ * audit rules only record; dry-run rules are recorded (and logged by the caller) but never decide. With no
  * enforcing decision the connection's default action applies.
  */
 import { ConfigError } from '../errors.js';
 import type { StatementFacts } from '../sql/facts.js';
-import type { Decision, PolicyAction, RuleMatch } from '../session/types.js';
+import type { Decision, MaskFunctionSpec, MaskPlan, PolicyAction, RuleMatch } from '../session/types.js';
 import { GUARDRAILS } from './guardrails.js';
 import { compileRule, type CompiledRule, type Defaults, type PolicyFile, type RuleSpec } from './rules.js';
 import type { CelObject } from './cel-view.js';
@@ -85,6 +86,7 @@ export class PolicyEngine {
     const matches: RuleMatch[] = [];
     let best: CompiledRule | undefined;
     let cap: CompiledRule | undefined;
+    const maskRules: CompiledRule[] = [];
     let volatile = false;
     let ctx: Record<string, unknown> | undefined;
     for (const rule of this.rules) {
@@ -98,28 +100,35 @@ export class PolicyEngine {
       } catch (err) {
         this.onError(rule, err);
         // Fail closed: a rule that cannot be evaluated counts as matched unless it would grant.
-        matched = rule.action !== 'allow' && rule.action !== 'mask';
+        // (A mask rule that fails masks: it never grants, so matching it only hides data.)
+        matched = rule.action !== 'allow';
       }
       if (!matched) continue;
       matches.push({ id: rule.id, action: rule.action, mode: rule.mode, controls: rule.controls, message: rule.message });
       if (rule.mode !== 'enforce') continue;
       if (rule.action === 'limit_rows') {
         if (!cap || rule.maxRows! < cap.maxRows!) cap = rule;
+      } else if (rule.action === 'mask') {
+        // A modifier, like limit_rows: it masks what another rule or the default allows.
+        maskRules.push(rule);
       } else if (rule.action !== 'audit' && (!best || PRECEDENCE[rule.action]! > PRECEDENCE[best.action]!)) {
         best = rule;
       }
     }
     const rowCap = cap ? { limit: cap.maxRows!, ruleId: cap.id, message: cap.message } : undefined;
+    const masks = maskPlan(maskRules);
     if (best) {
+      const action = best.action === 'allow' && masks ? 'mask' : (best.action as PolicyAction);
       return {
         volatile,
         decision: {
-          action: best.action as PolicyAction,
+          action,
           ruleId: best.id,
           message: best.message,
           sqlstate: best.sqlstate,
           matches,
           rowCap: best.action === 'deny' ? undefined : rowCap,
+          masks: action === 'mask' ? masks : undefined,
         },
       };
     }
@@ -127,11 +136,12 @@ export class PolicyEngine {
     return {
       volatile,
       decision: {
-        action,
+        action: action === 'allow' && masks ? 'mask' : action,
         ruleId: action === 'deny' ? 'default' : undefined,
         message: action === 'deny' ? `connection "${input.connectionName}" denies statements no rule allows (policy defaults)` : undefined,
         matches,
         rowCap,
+        masks: action === 'allow' ? masks : undefined,
       },
     };
   }
@@ -142,13 +152,38 @@ export class PolicyEngine {
     let best = decisions[0]!;
     let rowCap = best.rowCap;
     const matches: RuleMatch[] = [];
+    const plans: MaskPlan[] = [];
     for (const d of decisions) {
       if (PRECEDENCE[d.action]! > PRECEDENCE[best.action]!) best = d;
       if (d.rowCap && (!rowCap || d.rowCap.limit < rowCap.limit)) rowCap = d.rowCap;
       if (d.matches) matches.push(...d.matches);
+      if (d.masks) plans.push(d.masks);
     }
-    return { ...best, matches, rowCap: best.action === 'deny' ? undefined : rowCap };
+    const masks = plans.length === 0 ? undefined : mergePlans(plans);
+    const permitted = best.action === 'allow' || best.action === 'mask';
+    return {
+      ...best,
+      action: permitted && masks ? 'mask' : best.action,
+      matches,
+      rowCap: best.action === 'deny' ? undefined : rowCap,
+      masks: permitted ? masks : undefined,
+    };
   }
 }
 
 export type { StatementFacts };
+
+/** The mask plan of the matching mask rules: the first rule that names a class decides it. */
+function maskPlan(rules: readonly CompiledRule[]): MaskPlan | undefined {
+  if (rules.length === 0) return undefined;
+  const byClass = new Map<string, MaskFunctionSpec>();
+  for (const r of rules) for (const [c, f] of r.masks ?? []) if (!byClass.has(c)) byClass.set(c, f);
+  return { rules: rules.map((r) => r.id), byClass };
+}
+
+function mergePlans(plans: readonly MaskPlan[]): MaskPlan {
+  if (plans.length === 1) return plans[0]!;
+  const byClass = new Map<string, MaskFunctionSpec>();
+  for (const p of plans) for (const [c, f] of p.byClass) if (!byClass.has(c)) byClass.set(c, f);
+  return { rules: [...new Set(plans.flatMap((p) => p.rules))], byClass };
+}

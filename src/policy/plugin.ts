@@ -65,6 +65,7 @@ export function summarize(facts: readonly StatementFacts[], key: string): Statem
     kind: principal?.kind ?? 'unknown',
     tables,
     mutates: facts.some(mutates),
+    copyTo: facts.some((f) => f.copyDirection === 'to'),
   };
 }
 

@@ -9,6 +9,42 @@ import { parseYaml } from '../config/yaml.js';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { unknownFields } from './fields.js';
+import { MASK_CLASSES, MASK_FUNCTIONS } from '../masking/index.js';
+import type { MaskFunctionSpec } from '../session/types.js';
+
+/** Functions a mask rule may name: the masking functions, and scrub (detectors inside free text). */
+export const RULE_MASK_FUNCTIONS = [...MASK_FUNCTIONS, 'scrub'] as const;
+
+const maskFunction = z.union([
+  z.enum(RULE_MASK_FUNCTIONS),
+  z
+    .object({
+      fn: z.enum(RULE_MASK_FUNCTIONS),
+      /** partial: characters kept at the start and at the end. */
+      keep_first: z.number().int().min(0).max(64).optional(),
+      keep_last: z.number().int().min(0).max(64).optional(),
+      mask_char: z.string().optional(),
+    })
+    .strict(),
+]);
+
+/**
+ * How each class is masked when a mask rule names none: readable where a part is harmless (the
+ * domain of an email, the last digits of a card), gone where nothing is.
+ */
+export const DEFAULT_MASKS: Readonly<Record<(typeof MASK_CLASSES)[number], MaskFunctionSpec>> = {
+  secret: { fn: 'redact' },
+  payment_card: { fn: 'partial', keepFirst: 0, keepLast: 4 },
+  national_id: { fn: 'redact' },
+  iban: { fn: 'partial', keepFirst: 2, keepLast: 0 },
+  date_of_birth: { fn: 'default' },
+  email: { fn: 'email' },
+  phone: { fn: 'partial', keepFirst: 0, keepLast: 2 },
+  person_name: { fn: 'partial', keepFirst: 1, keepLast: 0 },
+  address: { fn: 'redact' },
+  ip_address: { fn: 'hash' },
+  free_text: { fn: 'scrub' },
+};
 
 export const RULE_ACTIONS = ['allow', 'deny', 'require_approval', 'mask', 'limit_rows', 'audit'] as const;
 export type RuleAction = (typeof RULE_ACTIONS)[number];
@@ -29,6 +65,8 @@ const ruleSchema = z
     enabled: z.boolean().optional(),
     /** SQLSTATE of the refusal (default 42501). */
     sqlstate: z.string().regex(/^[0-9A-Z]{5}$/).optional(),
+    /** mask: class (or "all") -> function; absent = every class with its default function. */
+    mask: z.record(z.string(), maskFunction).optional(),
   })
   .strict();
 
@@ -68,6 +106,8 @@ export interface CompiledRule {
   readonly controls: readonly string[];
   readonly maxRows: number | undefined;
   readonly sqlstate: string | undefined;
+  /** mask rules: class -> function. */
+  readonly masks: ReadonlyMap<string, MaskFunctionSpec> | undefined;
   /** The condition reads `context` or statement text: its result cannot be cached by shape. */
   readonly volatile: boolean;
   /** Built-in guardrail: evaluated only on connections with guardrails on. */
@@ -87,6 +127,7 @@ export function compileRule(spec: RuleSpec, where: string, guardrail: boolean): 
   }
   const problems = unknownFields((test as unknown as { ast: unknown }).ast);
   if (problems.length > 0) throw new ConfigError(`${where}: rule "${spec.id}": invalid condition: ${problems[0]}`);
+  if (spec.mask !== undefined && spec.action !== 'mask') throw new ConfigError(`${where}: rule "${spec.id}": "mask" is only for action mask`);
   return {
     id: spec.id,
     description: spec.description ?? '',
@@ -99,9 +140,34 @@ export function compileRule(spec: RuleSpec, where: string, guardrail: boolean): 
     controls: spec.controls ?? [],
     maxRows: spec.max_rows,
     sqlstate: spec.sqlstate,
+    masks: spec.action === 'mask' ? compileMasks(spec, where) : undefined,
     volatile: /\bcontext\b|\.text\b/.test(spec.when),
     guardrail,
   };
+}
+
+function compileMasks(spec: RuleSpec, where: string): ReadonlyMap<string, MaskFunctionSpec> {
+  const out = new Map<string, MaskFunctionSpec>();
+  const entries = Object.entries(spec.mask ?? { all: 'default-per-class' as never });
+  for (const [cls, f] of entries) {
+    if (cls !== 'all' && !(MASK_CLASSES as readonly string[]).includes(cls)) {
+      throw new ConfigError(`${where}: rule "${spec.id}": mask: unknown class "${cls}" (expected all or one of ${MASK_CLASSES.join(', ')})`);
+    }
+    const classes = cls === 'all' ? MASK_CLASSES : [cls as (typeof MASK_CLASSES)[number]];
+    for (const c of classes) {
+      if (out.has(c) && cls === 'all') continue; // a named class wins over "all"
+      if ((f as unknown) === 'default-per-class') out.set(c, DEFAULT_MASKS[c]);
+      else if (typeof f === 'string') out.set(c, f === 'partial' ? { ...DEFAULT_MASKS[c], fn: 'partial' } : { fn: f });
+      else {
+        if (f.mask_char !== undefined && [...f.mask_char].length !== 1) throw new ConfigError(`${where}: rule "${spec.id}": mask.${cls}.mask_char: expected one character`);
+        // keep_last alone keeps nothing at the start (and keep_first alone nothing at the end);
+        // with neither, partial keeps what the class's default keeps.
+        const base = f.fn === 'partial' && f.keep_first === undefined && f.keep_last === undefined && DEFAULT_MASKS[c].fn === 'partial' ? DEFAULT_MASKS[c] : { keepFirst: 0, keepLast: 0 };
+        out.set(c, { fn: f.fn, keepFirst: f.keep_first ?? base.keepFirst, keepLast: f.keep_last ?? base.keepLast, maskChar: f.mask_char });
+      }
+    }
+  }
+  return out;
 }
 
 /** Parse a policy file's text; errors name the file and the key or rule. */

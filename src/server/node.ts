@@ -19,6 +19,8 @@ import { AuditWriter } from '../audit/writer.js';
 import { AuditStage } from '../audit/stage.js';
 import { ensureSigningKey, nodeIdOf, publicKeyPath } from '../audit/setup.js';
 import { startAuditServices } from './audit-services.js';
+import { MaskingStage } from '../masking/stage.js';
+import { loadMaskingKey } from '../masking/key.js';
 import { AuthRateLimiter } from '../identity/rate-limit.js';
 import { dirname, resolve } from 'node:path';
 import { createPipeline, type PipelinePlugin } from '../session/pipeline.js';
@@ -85,7 +87,14 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
 
   // The audit writer first: a node that cannot record does not serve.
   let audit: AuditWriter | null = null;
-  const plugins: PipelinePlugin[] = [policy, ...(opts.plugins ?? [])];
+  const masking = new MaskingStage({
+    columns: config.masking.columns,
+    nameRules: config.masking.name_rules,
+    nameDefaults: config.masking.name_defaults,
+    hashKey: loadMaskingKey(loaded),
+    logger,
+  });
+  const plugins: PipelinePlugin[] = [policy, masking, ...(opts.plugins ?? [])];
   if (config.audit.enabled) {
     const { path: keyPath, created } = ensureSigningKey(loaded);
     if (created) logger.warn({ event: 'audit_key_created', key: keyPath, public_key: publicKeyPath(keyPath) }, 'created the audit signing key; give the public key to your auditors');
@@ -203,6 +212,7 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
         await new Promise((r) => setTimeout(r, 100));
       }
       await closed;
+      engine.closeCatalogs();
       if (httpServer) {
         httpServer.closeAllConnections();
         await new Promise<void>((resolve) => httpServer!.close(() => resolve()));

@@ -22,8 +22,8 @@ export interface PipelinePlugin {
   sessionStart?(session: SessionInfo): void;
   /** Decide on a statement; return undefined to abstain. The first refusal wins. */
   decide?(session: SessionInfo, statement: Statement): Decision | undefined | Promise<Decision | undefined>;
-  /** A row transform for this result, or null for none. */
-  result?(session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]): RowTransform | null;
+  /** A row transform for this result, or null for none (a promise when it needs data first, e.g. catalog lookups). */
+  result?(session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]): RowTransform | null | Promise<RowTransform | null>;
   /** Before an Execute of a prepared statement: wait (promise) or refuse. */
   admit?(session: SessionInfo, statement: Statement): Promise<Decision | undefined> | undefined;
   complete?(session: SessionInfo, execution: Execution): void;
@@ -35,7 +35,7 @@ export interface PipelinePlugin {
 export interface Pipeline {
   readonly sessionStart: ((session: SessionInfo) => void) | null;
   readonly decide: ((session: SessionInfo, statement: Statement) => Decision | Promise<Decision>) | null;
-  readonly result: ((session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]) => RowTransform | null) | null;
+  readonly result: ((session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]) => RowTransform | null | Promise<RowTransform | null>) | null;
   readonly complete: ((session: SessionInfo, execution: Execution) => void) | null;
   readonly admit: ((session: SessionInfo, statement: Statement) => Promise<Decision | undefined> | undefined) | null;
   readonly sessionEnd: ((session: SessionInfo, reason: string) => void) | null;
@@ -86,18 +86,20 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
   const result =
     results.length === 0
       ? null
-      : (session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]): RowTransform | null => {
-          const chosen: RowTransform[] = [];
-          for (const r of results) {
-            const t = r(session, execution, columns);
-            if (t) chosen.push(t);
-          }
-          if (chosen.length <= 1) return chosen[0] ?? null;
-          return (values, cols) => {
-            for (const t of chosen) values = t(values, cols);
-            return values;
+      : results.length === 1
+        ? results[0]!
+        : (session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]): RowTransform | null | Promise<RowTransform | null> => {
+            const all = results.map((r) => r(session, execution, columns));
+            const chain = (ts: ReadonlyArray<RowTransform | null>): RowTransform | null => {
+              const chosen = ts.filter((t): t is RowTransform => t !== null);
+              if (chosen.length <= 1) return chosen[0] ?? null;
+              return (values, cols) => {
+                for (const t of chosen) values = t(values, cols);
+                return values;
+              };
+            };
+            return all.some((t) => t instanceof Promise) ? Promise.all(all).then(chain) : chain(all as Array<RowTransform | null>);
           };
-        };
 
   return {
     sessionStart: starts.length === 0 ? null : (s) => starts.forEach((f) => f(s)),

@@ -16,6 +16,29 @@ export interface ClientInfo {
   readonly tls: boolean;
 }
 
+/** Where a result column comes from. */
+export interface ColumnSource {
+  readonly schema: string;
+  readonly table: string;
+  readonly column: string;
+}
+
+/**
+ * The database's catalog as the pipeline needs it: which table column a result column is, and
+ * which columns a table has. Engines implement it (PostgreSQL: table OIDs resolved through
+ * pg_catalog and cached; MySQL: the column metadata names them directly).
+ */
+export interface Catalog {
+  /** The column behind (tableId, columnId); undefined until its table is loaded, null if it is not a table column. */
+  column(tableId: number, columnId: number): ColumnSource | null | undefined;
+  /** The columns of a table by name as written in SQL (schema-qualified or not); undefined until loaded, null if unknown. */
+  tableColumns(name: string): readonly ColumnSource[] | null | undefined;
+  /** Load what `column` and `tableColumns` need for these tables (ids and names). */
+  load(tableIds: readonly number[], names: readonly string[]): Promise<void>;
+  /** Forget everything (after DDL). */
+  invalidate(): void;
+}
+
 /** One client session, from authentication to close. */
 export interface SessionInfo {
   /** Unique per node: "<node>-<counter>". */
@@ -33,6 +56,8 @@ export interface SessionInfo {
   readonly serverParams: Map<string, string>;
   /** Epoch milliseconds. */
   readonly startedAt: number;
+  /** The connection's catalog, for result-column origins (masking). */
+  readonly catalog?: Catalog;
 }
 
 /** A statement as submitted by the client, before it reaches the database. */
@@ -75,6 +100,25 @@ export interface StatementSummary {
   readonly tables: readonly string[];
   /** Whether it may change data, schema or grants (anything but reads, transaction control, SET and SHOW). */
   readonly mutates: boolean;
+  /** A COPY ... TO (rows leave as COPY data, not as result rows). */
+  readonly copyTo: boolean;
+}
+
+/** How one sensitivity class is masked (a masking function and its options). */
+export interface MaskFunctionSpec {
+  /** redact, partial, email, hash, null, default, or scrub (detector matches inside free text). */
+  readonly fn: string;
+  readonly keepFirst?: number;
+  readonly keepLast?: number;
+  readonly maskChar?: string;
+}
+
+/** What the matching `mask` rules ask for: a function per sensitivity class. */
+export interface MaskPlan {
+  /** The mask rules that matched, in policy order. */
+  readonly rules: readonly string[];
+  /** Class -> function; the first matching rule that names a class decides it. */
+  readonly byClass: ReadonlyMap<string, MaskFunctionSpec>;
 }
 
 export interface Decision {
@@ -91,6 +135,8 @@ export interface Decision {
   readonly rowCap?: { readonly limit: number; readonly ruleId: string; readonly message: string };
   /** The statement as analyzed (set by the policy stage). */
   readonly statement?: StatementSummary;
+  /** Masking to apply to the results (action `mask`). */
+  readonly masks?: MaskPlan;
 }
 
 /** Whether the statement may reach the database. */
@@ -136,6 +182,8 @@ export interface ConnectionEvent {
 /** Column metadata of a result, from the engine's row description. */
 export interface ResultColumn {
   readonly name: string;
+  /** Type modifier (-1 = none; varchar(n) = n + 4). */
+  readonly typmod: number;
   /** Source table identifier (PostgreSQL table OID; 0 when computed). */
   readonly tableId: number;
   /** Source column number within the table (0 when computed). */

@@ -20,6 +20,8 @@ import { acceptClient, HandshakeError } from './frontend.js';
 import { PgRelay } from './relay.js';
 import { assumeRole, connectUpstream } from './upstream.js';
 import { upstreamRoleFor } from '../../identity/role-mapping.js';
+import { PgCatalog } from './catalog.js';
+import type { ResolvedConnection } from '../../config/load.js';
 
 export interface EngineContext {
   readonly config: LoadedConfig;
@@ -189,6 +191,7 @@ export class PostgresEngine {
       upstreamRole: role,
       serverParams: new Map(upstream.parameters),
       startedAt: Date.now(),
+      catalog: this.#catalogFor(connection),
     };
     // AuthenticationOk, the upstream's parameters, our cancel key, ReadyForQuery: one write.
     socket.cork();
@@ -218,6 +221,15 @@ export class PostgresEngine {
     pipeline.sessionStart?.(session);
     relay.start(hs.leftover, upstream.leftover);
     if (this.#draining) relay.drain();
+  }
+
+  readonly #catalogs = new Map<string, PgCatalog>();
+
+  /** The connection's catalog (its own upstream session is opened at the first lookup). */
+  #catalogFor(connection: ResolvedConnection): PgCatalog {
+    let c = this.#catalogs.get(connection.name);
+    if (c === undefined) this.#catalogs.set(connection.name, (c = new PgCatalog(connection, this.#ctx.logger)));
+    return c;
   }
 
   /** A CancelRequest with one of our keys: route it to the upstream backend. */
@@ -255,6 +267,12 @@ export class PostgresEngine {
     this.#draining = true;
     for (const s of this.#handshaking) s.destroy();
     for (const r of this.#relays) r.drain();
+  }
+
+  /** Close the catalog sessions (at shutdown, once the client sessions are gone). */
+  closeCatalogs(): void {
+    for (const c of this.#catalogs.values()) c.close();
+    this.#catalogs.clear();
   }
 
   /** Close every session now (after the shutdown deadline). */

@@ -103,6 +103,20 @@ interface Expectation {
   readonly forwardReady: boolean;
   /** Row cap of this Execute/Query, if any. */
   readonly cap: CapRun | null;
+  /** Rows of this Execute/Query go through the pipeline's result phase (masking). */
+  readonly result: ResultState | null;
+  /** Describe of a portal: its name (the description is kept for the portal's Executes). */
+  readonly describes: string | null;
+}
+
+/** The result phase of one Execute/Query: columns and the row transform chosen for them. */
+interface ResultState {
+  /** Execute: the portal whose description gives the columns; null for a simple Query. */
+  readonly portal: string | null;
+  /** Columns of the current result set (a Query's RowDescription, or the portal's description). */
+  columns: ResultColumn[] | null;
+  /** The transform for the current result set; undefined until chosen at its first DataRow. */
+  transform: RowTransform | null | undefined;
 }
 
 /** One run of the affected-rows breaker. */
@@ -131,8 +145,11 @@ export interface RelayOptions {
 const UNNAMED_STATEMENT: Statement = { text: '', protocol: 'extended', name: '', decision: { action: 'allow' } };
 
 function expectation(kind: Exp, exec: PendingExecution | null = null, injected = false): Expectation {
-  return { kind, injected, exec, refusal: null, forwardReady: false, cap: null };
+  return { kind, injected, exec, refusal: null, forwardReady: false, cap: null, result: null, describes: null };
 }
+
+/** Whether a statement's result rows are rewritten (a masking decision). */
+const rewritesRows = (s: Statement): boolean => s.decision.masks !== undefined;
 
 /** Tags of the upstream frames the relay inspects in pass-through. */
 const UPSTREAM_HELD = [
@@ -172,15 +189,15 @@ export class PgRelay {
   #txNow: 'I' | 'T' | 'E' = 'I';
   /** The server reported an error in the current extended-protocol segment (skipping to Sync). */
   #segmentFailed = false;
-  /** Row transform of the current result, if any. */
-  #transform: RowTransform | null = null;
-  #columns: ResultColumn[] = [];
+  /** Portal descriptions (Describe P answers), for the result phase of their Executes. */
+  readonly #portalColumns = new Map<string, ResultColumn[]>();
   #closed = false;
   #terminating = false;
   #draining = false;
   /** Reasons the client socket is paused: 1 = decision or breaker pending, 2 = upstream backpressure. */
   #clientPause = 0;
-  #upstreamPaused = false;
+  /** Reasons the upstream socket is paused: 1 = client backpressure, 2 = a row transform is being chosen. */
+  #upstreamPause = 0;
   /** The upstream already told the client why it is closing (FATAL ErrorResponse relayed). */
   #upstreamSentFatal = false;
   /** Run when the server has answered everything sent so far. */
@@ -317,6 +334,7 @@ export class PgRelay {
         const [portal, at] = this.#cstringAt(frame, body, end);
         const [name] = this.#cstringAt(frame, at, end);
         this.#portals.set(portal, this.#statements.get(name) ?? UNNAMED_STATEMENT);
+        this.#portalColumns.delete(portal); // described anew after each Bind
         this.#expect.push(expectation(Exp.Bind));
         return FORWARD;
       }
@@ -331,18 +349,24 @@ export class PgRelay {
           } catch (err) {
             wait = Promise.resolve(this.#internalDenial(err));
           }
-          if (wait !== undefined) return this.#executeWhenAdmitted(statement, frame.subarray(start, end), wait);
+          if (wait !== undefined) return this.#executeWhenAdmitted(statement, frame.subarray(start, end), portal, wait);
         }
-        return this.#execute(statement, frame.subarray(start, end));
+        return this.#execute(statement, frame.subarray(start, end), portal);
       }
-      case FrontendCode.Describe:
-        this.#expect.push(expectation(Exp.Describe));
+      case FrontendCode.Describe: {
+        const kind = frame[body];
+        const [name] = this.#cstringAt(frame, body + 1, end);
+        this.#expect.push(kind === 0x50 /* 'P' */ ? { ...expectation(Exp.Describe), describes: name } : expectation(Exp.Describe));
         return FORWARD;
+      }
       case FrontendCode.Close: {
         const kind = frame[body];
         const [name] = this.#cstringAt(frame, body + 1, end);
         if (kind === 0x53 /* 'S' */) this.#statements.delete(name);
-        else this.#portals.delete(name);
+        else {
+          this.#portals.delete(name);
+          this.#portalColumns.delete(name);
+        }
         this.#expect.push(expectation(Exp.Close));
         return FORWARD;
       }
@@ -367,10 +391,22 @@ export class PgRelay {
   }
 
   /** Forward an admitted Execute (under the breaker when capped). */
-  #execute(statement: Statement, view: Buffer): FrameVerdict {
-    if (statement.decision.rowCap !== undefined) return this.#cappedExecute(statement, view);
-    this.#expect.push(expectation(Exp.Execute, this.#execution(statement)));
-    return FORWARD;
+  #execute(statement: Statement, view: Buffer, portal: string): FrameVerdict {
+    if (statement.decision.rowCap !== undefined) return this.#cappedExecute(statement, view, portal);
+    const describe = this.#describeFor(statement, portal);
+    this.#expect.push(this.#expectRows(Exp.Execute, this.#execution(statement), portal));
+    return describe === null ? FORWARD : Buffer.concat([describe, view]);
+  }
+
+  /**
+   * The result phase needs the columns of a portal the client executes without describing it
+   * (drivers that cache descriptions): Gatehouse asks for them itself, just before the Execute,
+   * and keeps the answer from the client.
+   */
+  #describeFor(statement: Statement, portal: string): Buffer | null {
+    if (this.#pipeline.result === null || !rewritesRows(statement) || this.#portalColumns.has(portal)) return null;
+    this.#expect.push({ ...expectation(Exp.Describe, null, true), describes: portal });
+    return Buffer.from(DESCRIBE_WRITER.begin(FrontendCode.Describe).byte(0x50 /* 'P' */).cstring(portal).close().flush());
   }
 
   /**
@@ -378,14 +414,14 @@ export class PgRelay {
    * replaces it with an Execute of a portal that cannot exist, whose error becomes the refusal:
    * the server then skips to Sync as it would after any failed Execute.
    */
-  #executeWhenAdmitted(statement: Statement, view: Buffer, wait: Promise<Decision | undefined>): FrameVerdict {
+  #executeWhenAdmitted(statement: Statement, view: Buffer, portal: string, wait: Promise<Decision | undefined>): FrameVerdict {
     this.#pauseClient();
     wait
       .catch((err: unknown) => this.#internalDenial(err))
       .then((refusal) => {
         if (this.#closed) return;
         let out: FrameVerdict;
-        if (refusal === undefined || permits(refusal)) out = this.#execute(statement, view);
+        if (refusal === undefined || permits(refusal)) out = this.#execute(statement, view, portal);
         else {
           const refused: Statement = { ...statement, decision: refusal };
           const exec = this.#execution(refused);
@@ -469,7 +505,7 @@ export class PgRelay {
         return FORWARD;
       }
       if (kind === Exp.Query && decision.rowCap !== undefined) return this.#cappedQuery(statement, view, paused);
-      this.#expect.push(expectation(kind, this.#execution(statement)));
+      this.#expect.push(this.#expectRows(kind, this.#execution(statement), null));
       return FORWARD;
     }
     // Refused: send a statement that fails at parse time, and rewrite its error.
@@ -506,7 +542,7 @@ export class PgRelay {
       const exec = this.#execution(statement);
       if (this.#txNow === 'E') {
         // The server will refuse it anyway (transaction aborted): no breaker needed.
-        this.#expect.push(expectation(Exp.Query, exec));
+        this.#expect.push(this.#expectRows(Exp.Query, exec, null));
         this.#writeUpstream(view);
         return this.#resumeClient(null);
       }
@@ -514,27 +550,31 @@ export class PgRelay {
       const run: CapRun = { limit: cap.limit, ruleId: cap.ruleId, refusal: this.#refusalFor({ action: 'deny', ruleId: cap.ruleId, message: cap.message }), mode, tripped: false, errored: false };
       this.#expect.push(expectation(Exp.Query, null, true));
       this.#writeUpstream(messages.query(mode === 'autocommit' ? 'BEGIN' : `SAVEPOINT ${CAP_SAVEPOINT}`));
-      this.#expect.push({ ...expectation(Exp.Query, exec), cap: run });
+      this.#expect.push(this.#expectRows(Exp.Query, exec, null, { cap: run }));
       this.#writeUpstream(view);
       // The client stream stays held until the finalizer's ReadyForQuery.
     });
     return PAUSE;
   }
 
-  #cappedExecute(statement: Statement, view: Buffer): FrameVerdict {
+  #cappedExecute(statement: Statement, view: Buffer, portal: string): FrameVerdict {
     const cap = statement.decision.rowCap!;
     this.#pauseClient();
     this.#whenQuiet(() => {
       const exec = this.#execution(statement);
       if (this.#segmentFailed || this.#txNow === 'E') {
-        this.#expect.push(expectation(Exp.Execute, exec));
+        const describe = this.#describeFor(statement, portal);
+        if (describe !== null) this.#writeUpstream(describe);
+        this.#expect.push(this.#expectRows(Exp.Execute, exec, portal));
         this.#writeUpstream(view);
         return this.#resumeClient(null);
       }
       const mode = this.#txNow === 'T' ? 'savepoint' : 'autocommit';
       const run: CapRun = { limit: cap.limit, ruleId: cap.ruleId, refusal: this.#refusalFor({ action: 'deny', ruleId: cap.ruleId, message: cap.message }), mode, tripped: false, errored: false };
       this.#inject(mode === 'autocommit' ? 'BEGIN' : `SAVEPOINT ${CAP_SAVEPOINT}`);
-      this.#expect.push({ ...expectation(Exp.Execute, exec), cap: run });
+      const describe = this.#describeFor(statement, portal);
+      if (describe !== null) this.#writeUpstream(describe);
+      this.#expect.push(this.#expectRows(Exp.Execute, exec, portal, { cap: run }));
       this.#writeUpstream(view);
       this.#writeUpstream(FLUSH);
     });
@@ -624,23 +664,26 @@ export class PgRelay {
       }
     },
     emit: (chunk) => {
-      if (!this.#client.write(chunk) && !this.#upstreamPaused) {
-        this.#upstreamPaused = true;
-        this.#upstream.pause();
-      }
+      if (!this.#client.write(chunk) && (this.#upstreamPause & 1) === 0) this.#pauseUpstream(1);
     },
   };
 
-  readonly #onClientDrain = (): void => {
-    if (!this.#upstreamPaused) return;
-    this.#upstreamPaused = false;
-    this.#upstream.resume();
-  };
+  readonly #onClientDrain = (): void => this.#resumeUpstream(1);
+
+  #pauseUpstream(reason: number): void {
+    if (this.#upstreamPause === 0) this.#upstream.pause();
+    this.#upstreamPause |= reason;
+  }
+
+  #resumeUpstream(reason: number): void {
+    if ((this.#upstreamPause & reason) === 0) return;
+    this.#upstreamPause &= ~reason;
+    if (this.#upstreamPause === 0) this.#upstream.resume();
+  }
 
   #complete(exec: PendingExecution): void {
     exec.durationMs = performance.now() - exec.startedAt;
     if (exec.rows === 0 && exec.dataRows > 0) exec.rows = exec.dataRows;
-    this.#endResult();
     const complete = this.#pipeline.complete;
     if (complete !== null) {
       try {
@@ -651,19 +694,35 @@ export class PgRelay {
     }
   }
 
-  #endResult(): void {
-    if (this.#transform !== null) {
-      this.#transform = null;
-      this.#fromUpstream.held[BackendCode.DataRow] = 0;
+  /** A result set ended (CommandComplete, error): the next one gets its own columns and transform. */
+  #endResult(head: Expectation | undefined): void {
+    const r = head?.result;
+    if (r !== null && r !== undefined) {
+      if (r.portal === null) r.columns = null;
+      r.transform = undefined;
     }
   }
 
+  /** DataRows are inspected only while an Execute/Query whose rows are rewritten is outstanding. */
+  #refreshRowHold(): void {
+    if (this.#dropUntilReady) return;
+    this.#fromUpstream.held[BackendCode.DataRow] = this.#expect.some((e) => e.result !== null) ? 1 : 0;
+  }
+
+  /** An Execute/Query expectation, with result-phase state when its rows are rewritten. */
+  #expectRows(kind: Exp, exec: PendingExecution, portal: string | null, extra?: Partial<Expectation>): Expectation {
+    const e: Expectation = { ...expectation(kind, exec), ...extra };
+    if (this.#pipeline.result === null || !rewritesRows(exec.statement)) return e;
+    this.#fromUpstream.held[BackendCode.DataRow] = 1;
+    return { ...e, result: { portal, columns: null, transform: undefined } };
+  }
   #setDropping(on: boolean): void {
     this.#dropUntilReady = on;
     if (on) this.#fromUpstream.held.fill(1);
     else {
       this.#fromUpstream.held.fill(0);
       for (const t of UPSTREAM_HELD) this.#fromUpstream.held[t] = 1;
+      this.#refreshRowHold();
     }
   }
 
@@ -692,6 +751,7 @@ export class PgRelay {
       case BackendCode.NoData:
         if (head === undefined) return FORWARD;
         this.#expect.shift();
+        if (head.describes !== null && this.#pipeline.result !== null) this.#portalColumns.set(head.describes, []);
         return head.injected ? DROP : FORWARD;
       case BackendCode.ParameterDescription:
         return head?.injected ? DROP : FORWARD;
@@ -699,10 +759,16 @@ export class PgRelay {
         if (head === undefined) return FORWARD;
         if (head.kind === Exp.Describe) {
           this.#expect.shift();
+          if (head.describes !== null && this.#pipeline.result !== null) this.#portalColumns.set(head.describes, this.#parseColumns(frame, body, end));
           return head.injected ? DROP : FORWARD;
         }
         if (head.injected) return DROP;
-        return head.exec !== null && this.#pipeline.result !== null ? this.#onRowDescription(head.exec, frame, body, end) : FORWARD;
+        if (head.result !== null) {
+          // A simple Query's result set: its columns; the transform is chosen at its first row.
+          head.result.columns = this.#parseColumns(frame, body, end);
+          head.result.transform = undefined;
+        }
+        return FORWARD;
       case BackendCode.CommandComplete: {
         this.#trackTag(frame, body);
         if (head === undefined) return FORWARD;
@@ -737,7 +803,7 @@ export class PgRelay {
               }
             }
             this.#complete(exec);
-          } else this.#endResult();
+          } else this.#endResult(head);
         } else if (head.kind === Exp.Execute) this.#expect.shift();
         return out;
       }
@@ -798,7 +864,7 @@ export class PgRelay {
     if (exec !== null) exec.sqlstate = sqlstate;
     if (head.cap !== null) head.cap.errored = true;
     if (head.kind === Exp.Query || head.kind === Exp.Call) {
-      this.#endResult();
+      this.#endResult(head);
       return out;
     }
     // Extended protocol: the server now skips everything up to the next Sync.
@@ -838,6 +904,7 @@ export class PgRelay {
       }
     }
     if (out !== DROP) this.#setTxState(status);
+    this.#refreshRowHold();
     if (this.#draining) setImmediate(() => this.#closeIfIdle());
     return out;
   }
@@ -853,8 +920,7 @@ export class PgRelay {
     if (this.#fromClient.paused) this.#resumeClient(null);
   }
 
-  #onRowDescription(exec: PendingExecution, frame: Buffer, body: number, end: number): FrameVerdict {
-    const result = this.#pipeline.result!;
+  #parseColumns(frame: Buffer, body: number, end: number): ResultColumn[] {
     const r = this.#reader.setBuffer(frame, body, end);
     const n = r.int16();
     const columns: ResultColumn[] = new Array(n);
@@ -864,22 +930,67 @@ export class PgRelay {
       const columnId = r.int16();
       const typeId = r.uint32();
       r.int16(); // type size
-      r.int32(); // type modifier
+      const typmod = r.int32();
       const binary = r.int16() === 1;
-      columns[i] = { name, tableId, columnId, typeId, binary };
+      columns[i] = { name, tableId, columnId, typeId, typmod, binary };
     }
-    this.#columns = columns;
-    this.#transform = result(this.session, exec, columns);
-    this.#fromUpstream.held[BackendCode.DataRow] = this.#transform === null ? 0 : 1;
-    return FORWARD;
+    return columns;
   }
 
   readonly #rowWriter = new BufferWriter(1024);
 
   #onDataRow(head: Expectation | undefined, frame: Buffer, start: number, end: number): FrameVerdict {
     if (head?.exec) head.exec.dataRows++;
-    const transform = this.#transform;
-    if (transform === null) return FORWARD;
+    const r = head?.result;
+    // Held because another outstanding Execute rewrites its rows; this one passes unchanged.
+    if (r === null || r === undefined) return FORWARD;
+    let t = r.transform;
+    if (t === undefined) {
+      const chosen = this.#chooseTransform(head!, r);
+      if (chosen instanceof Promise) {
+        // The transform needs data first (e.g. catalog lookups): rows wait, in order.
+        const held = Buffer.from(frame.subarray(start, end));
+        this.#pauseUpstream(2);
+        void chosen.then((transform) => {
+          if (this.#closed) return;
+          r.transform = transform;
+          this.#resumeUpstream(2);
+          try {
+            this.#fromUpstream.resume(transform === null ? held : this.#rewriteRow(transform, r.columns!, held, 0, held.length));
+          } catch (err) {
+            this.#log.error({ err, session: this.session.id }, 'upstream sent an invalid message; closing the session');
+            this.terminate(new UpstreamLost('upstream sent an invalid message'));
+          }
+        });
+        return PAUSE;
+      }
+      r.transform = t = chosen;
+    }
+    if (t === null) return FORWARD;
+    return this.#rewriteRow(t, r.columns!, frame, start, end);
+  }
+
+  /** Ask the pipeline for the transform of a result set; failures fail closed (every value NULL). */
+  #chooseTransform(head: Expectation, r: ResultState): RowTransform | null | Promise<RowTransform | null> {
+    const columns = r.columns ?? (r.portal !== null ? this.#portalColumns.get(r.portal) : undefined);
+    if (columns === undefined || head.exec === null) {
+      this.#log.error({ session: this.session.id }, 'result columns unknown for rows that must be rewritten; sending NULLs');
+      return NULL_ROW;
+    }
+    r.columns = columns;
+    const failed = (err: unknown): RowTransform => {
+      this.#log.error({ err, session: this.session.id }, 'result phase failed; sending NULLs');
+      return NULL_ROW;
+    };
+    try {
+      const t = this.#pipeline.result!(this.session, head.exec, columns);
+      return t instanceof Promise ? t.catch(failed) : t;
+    } catch (err) {
+      return failed(err);
+    }
+  }
+
+  #rewriteRow(transform: RowTransform, columns: readonly ResultColumn[], frame: Buffer, start: number, end: number): Buffer {
     const r = this.#reader.setBuffer(frame, start + 5, end);
     const n = r.int16();
     const values: Array<Buffer | null> = new Array(n);
@@ -887,7 +998,7 @@ export class PgRelay {
       const len = r.int32();
       values[i] = len < 0 ? null : r.bytes(len);
     }
-    const out = transform(values, this.#columns);
+    const out = transform(values, columns);
     const w = this.#rowWriter;
     w.begin(BackendCode.DataRow).int16(out.length);
     for (const v of out) {
@@ -939,3 +1050,7 @@ function isCappedTag(first: number): boolean {
 const FLUSH = Buffer.from([FrontendCode.Flush, 0, 0, 0, 4]);
 const INJECT_NAME = 'gatehouse_breaker';
 const INJECT_WRITER = new BufferWriter(256);
+const DESCRIBE_WRITER = new BufferWriter(128);
+
+/** Fail-closed transform: every value NULL (used when the result phase cannot run). */
+const NULL_ROW: RowTransform = (values) => values.fill(null);

@@ -1,0 +1,157 @@
+/**
+ * The PostgreSQL catalog for the pipeline: result columns carry their table's OID and attribute
+ * number (RowDescription); this resolves them to schema, table and column names through
+ * pg_catalog, on a connection of Gatehouse's own to the connection's upstream (same credentials,
+ * never a client's session). One per Gatehouse connection, shared by its sessions, cached until
+ * DDL passes. Queries are serialized on the one catalog session, and a broken session is
+ * reopened on the next lookup.
+ */
+import type { Logger } from 'pino';
+import type { ResolvedConnection } from '../../config/load.js';
+import { UpstreamUnavailable } from '../../errors.js';
+import { BackendCode, BufferReader, messages, parseErrorFields } from '../../protocol/postgres/index.js';
+import type { Catalog, ColumnSource } from '../../session/types.js';
+import { SocketReader } from './socket-io.js';
+import { connectUpstream, type UpstreamSession } from './upstream.js';
+
+/** Most tables remembered; the oldest are forgotten first. */
+const MAX_TABLES = 10_000;
+
+interface TableInfo {
+  readonly schema: string;
+  readonly table: string;
+  /** attnum -> column name. */
+  readonly columns: Map<number, string>;
+}
+
+/** A SQL string literal (standard_conforming_strings on, as Gatehouse's own session has it). */
+const literal = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+
+export class PgCatalog implements Catalog {
+  readonly #conn: ResolvedConnection;
+  readonly #log: Logger;
+  /** table OID -> info, or null when the OID is not a table with columns. */
+  readonly #tables = new Map<number, TableInfo | null>();
+  /** name as written -> table OID (null: no such table). */
+  readonly #names = new Map<string, number | null>();
+  #session: { upstream: UpstreamSession; io: SocketReader } | null = null;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(conn: ResolvedConnection, logger: Logger) {
+    this.#conn = conn;
+    this.#log = logger;
+  }
+
+  column(tableId: number, columnId: number): ColumnSource | null | undefined {
+    const t = this.#tables.get(tableId);
+    if (t === undefined) return undefined;
+    if (t === null) return null;
+    const column = t.columns.get(columnId);
+    return column === undefined ? null : { schema: t.schema, table: t.table, column };
+  }
+
+  tableColumns(name: string): readonly ColumnSource[] | null | undefined {
+    const oid = this.#names.get(name);
+    if (oid === undefined) return undefined;
+    if (oid === null) return null;
+    const t = this.#tables.get(oid);
+    if (t === undefined) return undefined;
+    if (t === null) return null;
+    return [...t.columns.values()].map((column) => ({ schema: t.schema, table: t.table, column }));
+  }
+
+  load(tableIds: readonly number[], names: readonly string[]): Promise<void> {
+    const run = this.#queue.then(() => this.#load(tableIds, names));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  invalidate(): void {
+    this.#tables.clear();
+    this.#names.clear();
+  }
+
+  close(): void {
+    this.#session?.upstream.socket.destroy();
+    this.#session = null;
+  }
+
+  async #load(tableIds: readonly number[], names: readonly string[]): Promise<void> {
+    const ids = [...new Set(tableIds.filter((id) => id !== 0 && !this.#tables.has(id)))];
+    const wanted = [...new Set(names.filter((n) => !this.#names.has(n)))];
+    if (ids.length === 0 && wanted.length === 0) return;
+    if (wanted.length > 0) {
+      // to_regclass resolves a name as written (quoted or not) with the catalog session's search_path.
+      const rows = await this.#query(`SELECT n, to_regclass(n)::oid FROM unnest(ARRAY[${wanted.map(literal).join(',')}]::text[]) AS n`);
+      for (const [n, oid] of rows) {
+        const id = oid === null ? null : Number(oid);
+        this.#names.set(n!, id);
+        if (id !== null && !this.#tables.has(id)) ids.push(id);
+      }
+    }
+    if (ids.length === 0) return;
+    // OIDs are integers we parsed from the wire: safe to inline.
+    const rows = await this.#query(
+      `SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname FROM pg_catalog.pg_class c ` +
+        `JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ` +
+        `JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ` +
+        `WHERE c.oid IN (${ids.map((id) => String(Math.trunc(id))).join(',')})`,
+    );
+    const found = new Map<number, TableInfo>();
+    for (const [oid, schema, table, attnum, attname] of rows) {
+      const id = Number(oid);
+      let t = found.get(id);
+      if (t === undefined) found.set(id, (t = { schema: schema!, table: table!, columns: new Map() }));
+      t.columns.set(Number(attnum), attname!);
+    }
+    for (const id of ids) {
+      if (this.#tables.size >= MAX_TABLES) this.#tables.delete(this.#tables.keys().next().value!);
+      this.#tables.set(id, found.get(id) ?? null);
+    }
+  }
+
+  /** Run one simple query on the catalog session; rows as text values. */
+  async #query(sql: string): Promise<Array<Array<string | null>>> {
+    try {
+      return await this.#run(sql);
+    } catch (err) {
+      // One retry on a fresh session (the old one may have been closed by the server).
+      this.close();
+      this.#log.warn({ connection: this.#conn.name, reason: (err as Error).message }, 'catalog session failed; reconnecting');
+      return this.#run(sql);
+    }
+  }
+
+  async #run(sql: string): Promise<Array<Array<string | null>>> {
+    if (this.#session === null) {
+      const upstream = await connectUpstream(this.#conn, new Map([['application_name', 'gatehouse-catalog']]));
+      const io = new SocketReader(upstream.socket);
+      if (upstream.leftover.length > 0) io.reader.push(upstream.leftover);
+      upstream.socket.on('error', () => {});
+      this.#session = { upstream, io };
+    }
+    const { upstream, io } = this.#session;
+    upstream.socket.write(messages.query(sql));
+    const rows: Array<Array<string | null>> = [];
+    let error: string | undefined;
+    const r = new BufferReader();
+    for (;;) {
+      const msg = await io.next((h) => h.next(64 << 20));
+      if (msg.tag === BackendCode.DataRow) {
+        r.setBuffer(msg.body, 0, msg.body.length);
+        const n = r.int16();
+        const row: Array<string | null> = new Array(n);
+        for (let i = 0; i < n; i++) {
+          const len = r.int32();
+          row[i] = len < 0 ? null : r.bytes(len).toString('utf8');
+        }
+        rows.push(row);
+      } else if (msg.tag === BackendCode.ErrorResponse) {
+        const f = parseErrorFields(msg.body, 0, msg.body.length);
+        error = `${f.get('M') ?? 'error'} (SQLSTATE ${f.get('C') ?? 'XX000'})`;
+      } else if (msg.tag === BackendCode.ReadyForQuery) break;
+    }
+    if (error !== undefined) throw new UpstreamUnavailable(`connection "${this.#conn.name}": catalog query failed: ${error}`);
+    return rows;
+  }
+}

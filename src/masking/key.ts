@@ -1,0 +1,46 @@
+/**
+ * The HMAC key of the `hash` masking function. Pseudonyms are stable for a key, so every node
+ * that must give the same pseudonyms needs the same key: `masking.hash_key_env` or
+ * `masking.hash_key_file`; otherwise `<state.dir>/masking.key` is created on first use.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import type { LoadedConfig } from '../config/load.js';
+import { ConfigError } from '../errors.js';
+
+/** Shortest key accepted, in bytes. */
+const MIN_KEY = 16;
+
+export function loadMaskingKey(loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): Buffer {
+  const m = loaded.config.masking;
+  if (m.hash_key_env !== undefined && m.hash_key_file !== undefined) throw new ConfigError(`${loaded.file}: masking: give at most one of hash_key_env and hash_key_file`);
+  let text: string;
+  let where: string;
+  if (m.hash_key_env !== undefined) {
+    const v = env[m.hash_key_env];
+    if (v === undefined || v === '') throw new ConfigError(`${loaded.file}: masking.hash_key_env: the environment variable ${m.hash_key_env} is not set`);
+    text = v;
+    where = `masking.hash_key_env (${m.hash_key_env})`;
+  } else {
+    const file = m.hash_key_file !== undefined ? resolve(dirname(loaded.file), m.hash_key_file) : join(loaded.stateDir, 'masking.key');
+    where = m.hash_key_file !== undefined ? `masking.hash_key_file (${file})` : file;
+    if (m.hash_key_file === undefined && !existsSync(file)) {
+      mkdirSync(dirname(file), { recursive: true });
+      try {
+        writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+      } catch (err) {
+        // Another process (a cluster worker) created it first: use that one.
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigError(`${loaded.file}: ${where}: cannot create the masking key: ${(err as NodeJS.ErrnoException).code}`);
+      }
+    }
+    try {
+      text = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`${loaded.file}: ${where}: cannot read the masking key: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  const key = Buffer.from(text, 'utf8');
+  if (key.length < MIN_KEY) throw new ConfigError(`${loaded.file}: ${where}: the masking key must have at least ${MIN_KEY} bytes`);
+  return key;
+}

@@ -1,0 +1,221 @@
+/**
+ * The masking stage of the statement pipeline. For a statement decided `mask` it chooses, once
+ * per result shape, which result columns are sensitive and how to mask each, and returns the row
+ * transform the engine applies to every DataRow on the wire.
+ *
+ * A result column's class comes from where it comes from:
+ *   - a table column (the engine's column metadata names it; the catalog resolves the name):
+ *     explicit configuration (`masking.columns`), else the column-name rules;
+ *   - a computed column (`upper(email)`, a CTE or subquery column, `row_to_json(c)`): the
+ *     statement's lineage (src/sql/pg-lineage.ts) lists the source columns; the strictest of
+ *     their classes wins, and a whole-row reference counts every column of its table.
+ * What cannot be resolved (catalog unavailable, a FETCH or EXECUTE whose query is not in sight)
+ * is masked as a secret: fail closed. The plan (which function for which class) comes from the
+ * matching `mask` rules (docs/masking.md).
+ */
+import type { Logger } from 'pino';
+import type { PipelinePlugin } from '../session/pipeline.js';
+import type { Catalog, Decision, Execution, MaskFunctionSpec, MaskPlan, ResultColumn, RowTransform, SessionInfo, Statement } from '../session/types.js';
+import { outputLineage, type OutputLineage, type SourceColumn } from '../sql/pg-lineage.js';
+import { isMaskClass, MASK_CLASSES, strictestOf, type MaskClass } from './classes.js';
+import { compileMasker, type Masker } from './functions.js';
+import { createNameClassifier, type NameClassifier } from './names.js';
+import { compileTextScrubber } from './text-scrubber.js';
+import { ConfigError } from '../errors.js';
+
+export interface MaskingStageOptions {
+  /** "schema.table.column" or "table.column" -> class, or "none". */
+  readonly columns: Readonly<Record<string, string>>;
+  readonly nameRules: ReadonlyArray<{ readonly pattern: string; readonly class: string }>;
+  readonly nameDefaults: boolean;
+  /** HMAC key of the hash function. */
+  readonly hashKey: Buffer;
+  readonly logger: Logger;
+}
+
+/** Rule id of the refusal of COPY TO under masking. */
+export const MASK_COPY_RULE = 'gatehouse.mask-copy';
+
+/** What failing closed masks an unresolvable column as. */
+const UNKNOWN: MaskClass = 'secret';
+
+/** Kinds whose computed output holds no table data. */
+const NO_TABLE_DATA = new Set(['SHOW', 'EXPLAIN', 'SET', 'RESET', 'BEGIN', 'COMMIT', 'ROLLBACK', 'SAVEPOINT', 'RELEASE']);
+
+interface Chosen {
+  readonly transform: RowTransform | null;
+  readonly masked: readonly string[];
+}
+
+export class MaskingStage implements PipelinePlugin {
+  readonly name = 'masking';
+  readonly #names: NameClassifier;
+  /** Explicit classes by "schema.table.column" and "table.column", lower case; null = exempt. */
+  readonly #explicit = new Map<string, MaskClass | null>();
+  readonly #key: Buffer;
+  readonly #log: Logger;
+  /** Per decision (one shape in one session): result shape -> transform. */
+  #chosen = new WeakMap<Decision, Map<string, Chosen>>();
+  readonly #lineage = new WeakMap<Decision, OutputLineage[] | null>();
+
+  constructor(opts: MaskingStageOptions) {
+    this.#names = createNameClassifier({ rules: opts.nameRules.map((r) => ({ pattern: r.pattern, class: r.class as MaskClass | 'none' })), defaults: opts.nameDefaults });
+    for (const [key, cls] of Object.entries(opts.columns)) {
+      const parts = key.toLowerCase().split('.');
+      if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '')) throw new ConfigError(`masking.columns: "${key}": expected "schema.table.column" or "table.column"`);
+      if (cls !== 'none' && !isMaskClass(cls)) throw new ConfigError(`masking.columns: "${key}": unknown class "${cls}" (expected none or one of ${MASK_CLASSES.join(', ')})`);
+      this.#explicit.set(parts.join('.'), cls === 'none' ? null : cls);
+    }
+    this.#key = opts.hashKey;
+    this.#log = opts.logger;
+  }
+
+  /** Class of a table column: explicit configuration first, then the name rules. */
+  classify(schema: string | null, table: string, column: string): MaskClass | null {
+    const t = table.toLowerCase();
+    const c = column.toLowerCase();
+    if (schema !== null) {
+      const full = this.#explicit.get(`${schema.toLowerCase()}.${t}.${c}`);
+      if (full !== undefined) return full;
+    }
+    const short = this.#explicit.get(`${t}.${c}`);
+    if (short !== undefined) return short;
+    if (schema === null) {
+      // A table named without its schema: any configured schema's entry for it counts.
+      for (const [k, v] of this.#explicit) if (k.endsWith(`.${t}.${c}`) && k.split('.').length === 3) return v;
+    }
+    return this.#names.classify(column);
+  }
+
+  /** COPY TO sends rows as COPY data, which is not rewritten: refused while results are masked. */
+  decide(_s: SessionInfo, st: Statement): Decision | undefined {
+    const d = st.decision;
+    if (d.masks === undefined || d.statement?.copyTo !== true) return undefined;
+    return {
+      action: 'deny',
+      ruleId: MASK_COPY_RULE,
+      message: `COPY ... TO is not available while your results are masked (rule ${d.masks.rules.join(', ')}); use SELECT`,
+      statement: d.statement,
+      matches: d.matches,
+    };
+  }
+
+  result(session: SessionInfo, exec: Execution, columns: readonly ResultColumn[]): RowTransform | null | Promise<RowTransform | null> {
+    const d = exec.statement.decision;
+    const plan = d.masks;
+    if (plan === undefined) return null;
+    let sig = '';
+    for (const c of columns) sig += `${c.tableId}.${c.columnId}.${c.typeId}.${c.typmod}.${c.binary ? 1 : 0},`;
+    let byShape = this.#chosen.get(d);
+    const hit = byShape?.get(sig);
+    if (hit !== undefined) {
+      exec.masked = hit.masked;
+      return hit.transform;
+    }
+    const lineage = this.#lineageOf(d, exec.statement);
+    const catalog = session.catalog;
+    const ids: number[] = [];
+    const names: string[] = [];
+    if (catalog !== undefined) {
+      for (const c of columns) if (c.tableId !== 0 && catalog.column(c.tableId, c.columnId) === undefined) ids.push(c.tableId);
+      if (columns.some((c) => c.tableId === 0) && lineage !== null) {
+        for (const l of lineage) for (const s of l.sources) if (s.column === '*' && catalog.tableColumns(s.table) === undefined) names.push(s.table);
+      }
+    }
+    const finish = (): RowTransform | null => {
+      const chosen = this.#choose(session, d, plan, columns, lineage);
+      if (byShape === undefined) this.#chosen.set(d, (byShape = new Map()));
+      if (byShape.size < 64) byShape.set(sig, chosen);
+      exec.masked = chosen.masked;
+      return chosen.transform;
+    };
+    if (catalog === undefined || (ids.length === 0 && names.length === 0)) return finish();
+    return catalog.load(ids, names).then(finish, (err: Error) => {
+      // Without the catalog nothing is known about these columns: finish() masks them as secrets.
+      this.#log.warn({ session: session.id, reason: err.message }, 'catalog lookup failed; unresolved result columns are masked as secrets');
+      return finish();
+    });
+  }
+
+  /** After DDL, names and classes may have changed. */
+  complete(session: SessionInfo, exec: Execution): void {
+    const kind = exec.statement.decision.statement?.kind;
+    if (exec.sqlstate !== undefined || kind === undefined) return;
+    if (kind.startsWith('ALTER') || kind.startsWith('DROP') || kind.startsWith('CREATE') || kind === 'COMMENT') {
+      session.catalog?.invalidate();
+      this.#chosen = new WeakMap();
+    }
+  }
+
+  #lineageOf(d: Decision, st: Statement): OutputLineage[] | null {
+    let l = this.#lineage.get(d);
+    if (l === undefined) {
+      try {
+        l = outputLineage(st.text);
+      } catch {
+        l = null;
+      }
+      this.#lineage.set(d, l);
+    }
+    return l;
+  }
+
+  #choose(session: SessionInfo, d: Decision, plan: MaskPlan, columns: readonly ResultColumn[], lineage: OutputLineage[] | null): Chosen {
+    const catalog = session.catalog;
+    const idx: number[] = [];
+    const maskers: Masker[] = [];
+    const masked: string[] = [];
+    const positional = lineage !== null && lineage.length === columns.length && !lineage.some((l) => l.star);
+    columns.forEach((col, i) => {
+      let cls: MaskClass | null;
+      let label = col.name;
+      if (col.tableId !== 0) {
+        const src = catalog?.column(col.tableId, col.columnId);
+        if (src === undefined) cls = UNKNOWN;
+        else if (src === null) cls = this.#names.classify(col.name);
+        else {
+          cls = this.classify(src.schema, src.table, src.column);
+          label = `${src.schema}.${src.table}.${src.column}`;
+        }
+      } else if (lineage === null) {
+        cls = NO_TABLE_DATA.has(d.statement?.kind ?? '') ? null : UNKNOWN;
+      } else {
+        const sources = positional ? lineage[i]!.sources : lineage.flatMap((l) => l.sources);
+        cls = strictestOf(sources.flatMap((s) => this.#sourceClasses(catalog, s)));
+      }
+      if (cls === null) return;
+      const spec = plan.byClass.get(cls);
+      if (spec === undefined) return;
+      idx.push(i);
+      maskers.push(this.#compile(spec, col));
+      masked.push(label);
+    });
+    if (idx.length === 0) return { transform: null, masked };
+    const n = idx.length;
+    const transform: RowTransform = (values) => {
+      for (let k = 0; k < n; k++) {
+        const i = idx[k]!;
+        if (i < values.length) values[i] = maskers[k]!(values[i]!);
+      }
+      return values;
+    };
+    return { transform, masked };
+  }
+
+  #sourceClasses(catalog: Catalog | undefined, s: SourceColumn): Array<MaskClass | null> {
+    const dot = s.table.lastIndexOf('.');
+    const schema = dot < 0 ? null : s.table.slice(0, dot);
+    const table = dot < 0 ? s.table : s.table.slice(dot + 1);
+    if (s.column !== '*') return [this.classify(schema, table, s.column)];
+    // A whole row: every column of its table.
+    const cols = catalog?.tableColumns(s.table);
+    if (cols === undefined || cols === null) return [UNKNOWN];
+    return cols.map((c) => this.classify(c.schema, c.table, c.column));
+  }
+
+  #compile(spec: MaskFunctionSpec, col: ResultColumn): Masker {
+    const column = { typeId: col.typeId, typmod: col.typmod, binary: col.binary };
+    if (spec.fn === 'scrub') return compileTextScrubber(MASK_CLASSES, column, { maskChar: spec.maskChar });
+    return compileMasker({ fn: spec.fn as never, keepFirst: spec.keepFirst, keepLast: spec.keepLast, maskChar: spec.maskChar, key: this.#key }, column);
+  }
+}
