@@ -191,6 +191,8 @@ export class PgRelay {
   #segmentFailed = false;
   /** Portal descriptions (Describe P answers), for the result phase of their Executes. */
   readonly #portalColumns = new Map<string, ResultColumn[]>();
+  /** Portals the client asked to describe since their Bind (the answer may still be on its way). */
+  readonly #describedPortals = new Set<string>();
   #closed = false;
   #terminating = false;
   #draining = false;
@@ -335,6 +337,7 @@ export class PgRelay {
         const [name] = this.#cstringAt(frame, at, end);
         this.#portals.set(portal, this.#statements.get(name) ?? UNNAMED_STATEMENT);
         this.#portalColumns.delete(portal); // described anew after each Bind
+        this.#describedPortals.delete(portal);
         this.#expect.push(expectation(Exp.Bind));
         return FORWARD;
       }
@@ -356,7 +359,11 @@ export class PgRelay {
       case FrontendCode.Describe: {
         const kind = frame[body];
         const [name] = this.#cstringAt(frame, body + 1, end);
-        this.#expect.push(kind === 0x50 /* 'P' */ ? { ...expectation(Exp.Describe), describes: name } : expectation(Exp.Describe));
+        // Keep the answer only for a portal whose rows go through the result phase (decided now,
+        // in client order: the portal may be bound again before the answer arrives).
+        const keep = kind === 0x50 /* 'P' */ && this.#describesRows(name);
+        if (keep) this.#describedPortals.add(name);
+        this.#expect.push(keep ? { ...expectation(Exp.Describe), describes: name } : expectation(Exp.Describe));
         return FORWARD;
       }
       case FrontendCode.Close: {
@@ -366,6 +373,7 @@ export class PgRelay {
         else {
           this.#portals.delete(name);
           this.#portalColumns.delete(name);
+          this.#describedPortals.delete(name);
         }
         this.#expect.push(expectation(Exp.Close));
         return FORWARD;
@@ -404,7 +412,8 @@ export class PgRelay {
    * and keeps the answer from the client.
    */
   #describeFor(statement: Statement, portal: string): Buffer | null {
-    if (this.#pipeline.result === null || !rewritesRows(statement) || this.#portalColumns.has(portal)) return null;
+    if (this.#pipeline.result === null || !rewritesRows(statement) || this.#portalColumns.has(portal) || this.#describedPortals.has(portal)) return null;
+    this.#describedPortals.add(portal);
     this.#expect.push({ ...expectation(Exp.Describe, null, true), describes: portal });
     return Buffer.from(DESCRIBE_WRITER.begin(FrontendCode.Describe).byte(0x50 /* 'P' */).cstring(portal).close().flush());
   }
@@ -751,7 +760,7 @@ export class PgRelay {
       case BackendCode.NoData:
         if (head === undefined) return FORWARD;
         this.#expect.shift();
-        if (head.describes !== null && this.#pipeline.result !== null) this.#portalColumns.set(head.describes, []);
+        if (head.describes !== null) this.#portalColumns.set(head.describes, []);
         return head.injected ? DROP : FORWARD;
       case BackendCode.ParameterDescription:
         return head?.injected ? DROP : FORWARD;
@@ -759,7 +768,7 @@ export class PgRelay {
         if (head === undefined) return FORWARD;
         if (head.kind === Exp.Describe) {
           this.#expect.shift();
-          if (head.describes !== null && this.#pipeline.result !== null) this.#portalColumns.set(head.describes, this.#parseColumns(frame, body, end));
+          if (head.describes !== null) this.#portalColumns.set(head.describes, this.#parseColumns(frame, body, end));
           return head.injected ? DROP : FORWARD;
         }
         if (head.injected) return DROP;
@@ -918,6 +927,13 @@ export class PgRelay {
     if (!this.#holdUntilReady && (this.#clientPause & 1) === 0) return;
     this.#holdUntilReady = false;
     if (this.#fromClient.paused) this.#resumeClient(null);
+  }
+
+  /** Whether a portal's description is needed: its rows go through the result phase. */
+  #describesRows(portal: string): boolean {
+    if (this.#pipeline.result === null) return false;
+    const st = this.#portals.get(portal);
+    return st !== undefined && rewritesRows(st);
   }
 
   #parseColumns(frame: Buffer, body: number, end: number): ResultColumn[] {
