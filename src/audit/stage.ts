@@ -136,26 +136,24 @@ export class AuditStage implements PipelinePlugin {
     return { fingerprint: s?.fingerprint ?? '', kind: s?.kind ?? 'unknown', protocol: st.protocol, tables: s?.tables ?? [], text };
   }
 
-  sessionStart(s: SessionInfo): void {
+  /** An event about a session: who, where, from where. */
+  #recordSession(type: EventType, s: SessionInfo, detail: Record<string, unknown>): void {
     this.#w.record({
-      type: 'session.start',
+      type,
       session: s.id,
       identity: auditIdentity(s.identity),
       connection: { name: s.connection.name, environment: s.connection.environment },
       client: { address: s.client.address, application_name: s.applicationName, tls: s.client.tls },
-      detail: { port: s.client.port, upstream_role: s.upstreamRole },
+      detail,
     });
   }
 
+  sessionStart(s: SessionInfo): void {
+    this.#recordSession('session.start', s, { port: s.client.port, upstream_role: s.upstreamRole });
+  }
+
   sessionEnd(s: SessionInfo, reason: string): void {
-    this.#w.record({
-      type: 'session.end',
-      session: s.id,
-      identity: auditIdentity(s.identity),
-      connection: { name: s.connection.name, environment: s.connection.environment },
-      client: { address: s.client.address, application_name: s.applicationName, tls: s.client.tls },
-      detail: { reason, duration_ms: Date.now() - s.startedAt },
-    });
+    this.#recordSession('session.end', s, { reason, duration_ms: Date.now() - s.startedAt });
   }
 
   connectionEvent(e: ConnectionEvent): void {

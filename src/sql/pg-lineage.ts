@@ -206,9 +206,8 @@ class DerivedRel implements Rel {
         found = true;
       } else {
         // `SELECT * FROM customers` inside: the name resolves through the starred relations.
-        for (const r of c.starRels) {
-          const l = r.column(name);
-          if (l === null) continue;
+        const l = lookupIn(c.starRels, name);
+        if (l !== null) {
           keys.push(...l.keys);
           found = true;
           if (l.definite) definite = true;
@@ -240,6 +239,21 @@ class OpaqueRel implements Rel {
   }
 }
 
+/** A name looked up in several relations: every one that has it contributes (conservative). */
+function lookupIn(rels: readonly Rel[], name: string): Lookup | null {
+  const keys: Key[] = [];
+  let found = false;
+  let definite = false;
+  for (const r of rels) {
+    const l = r.column(name);
+    if (l === null) continue;
+    keys.push(...l.keys);
+    found = true;
+    if (l.definite) definite = true;
+  }
+  return found ? { keys, definite, direct: false } : null;
+}
+
 /** `(a JOIN b ...) AS j` / `JOIN b USING (id) AS u`: a qualifier over the joined relations (which stay in scope themselves). */
 class JoinRel implements Rel {
   readonly hidden = true;
@@ -251,17 +265,7 @@ class JoinRel implements Rel {
 
   column(name: string): Lookup | null {
     if (this.colnames !== null && this.colnames.includes(name)) return { keys: this.whole(), definite: true, direct: false };
-    const keys: Key[] = [];
-    let found = false;
-    let definite = false;
-    for (const r of this.rels) {
-      const l = r.column(name);
-      if (l === null) continue;
-      keys.push(...l.keys);
-      found = true;
-      if (l.definite) definite = true;
-    }
-    return found ? { keys, definite, direct: false } : null;
+    return lookupIn(this.rels, name);
   }
 
   whole(): readonly Key[] {

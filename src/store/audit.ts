@@ -4,22 +4,10 @@
  * the retention job (which records itself as an event).
  */
 import type { Checkpoint } from '../audit/chain.js';
-import { COLUMN_COUNT } from '../audit/event.js';
+import { COLUMN_COUNT, type EventColumns } from '../audit/event.js';
 
 /** A stored event: its indexed columns, its canonical body and its chain hash (hex). */
-export interface StoredEvent {
-  readonly node: string;
-  readonly seq: number;
-  readonly ts: number;
-  readonly type: string;
-  readonly session: string | null;
-  readonly identity: string | null;
-  readonly on_behalf_of: string | null;
-  readonly connection: string | null;
-  readonly environment: string | null;
-  readonly kind: string | null;
-  readonly tables: string | null;
-  readonly decision: string | null;
+export interface StoredEvent extends EventColumns {
   readonly body: string;
   readonly hash: string;
 }

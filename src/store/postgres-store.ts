@@ -6,14 +6,13 @@
  * attempt a timeout, so an unavailable store fails in bounded time instead of hanging (the audit
  * writer then fails closed).
  */
-import { timingSafeEqual, randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Checkpoint } from '../audit/chain.js';
 import { COLUMN_COUNT } from '../audit/event.js';
 import { ConfigError } from '../errors.js';
 import { EVENT_COLUMNS, filterSql, type AuditFilter, type AuditStore, type EventBatch, type StoredEvent } from './audit.js';
 import type { Store } from './sqlite-store.js';
-import { hash, TOKEN_PREFIX, tokenRecord, type NewToken, type TokenCheck, type TokenRecord, type TokenRow, type TokenStore } from './tokens.js';
+import { checkTokenRow, newTokenRow, splitToken, TOKEN_INSERT_COLUMNS, tokenRecord, type NewToken, type TokenCheck, type TokenRecord, type TokenRow, type TokenStore } from './tokens.js';
 
 /**
  * Schema migrations, applied in order; never edit one that has shipped. Version n here is
@@ -253,14 +252,9 @@ export class PostgresTokenStore implements TokenStore {
   }
 
   async create(t: NewToken, now = Date.now()): Promise<{ record: TokenRecord; token: string }> {
-    const id = randomBytes(6).toString('hex');
-    const secret = randomBytes(32).toString('base64url');
-    const { rows } = await this.#pool.query<TokenRow>(
-      `INSERT INTO tokens (id, secret_hash, kind, name, on_behalf_of, model, groups, connections, created_at, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *`,
-      [id, hash(secret).toString('hex'), t.kind, t.name, t.onBehalfOf ?? null, t.model ?? null, JSON.stringify(t.groups ?? []), t.connections ? JSON.stringify(t.connections) : null, now, now + t.ttlMs],
-    );
-    return { record: tokenRecord(rows[0]!), token: `${TOKEN_PREFIX}${id}_${secret}` };
+    const { token, values } = newTokenRow(t, now);
+    const { rows } = await this.#pool.query<TokenRow>(`INSERT INTO tokens (${TOKEN_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *`, values);
+    return { record: tokenRecord(rows[0]!), token };
   }
 
   async list(): Promise<TokenRecord[]> {
@@ -279,15 +273,11 @@ export class PostgresTokenStore implements TokenStore {
   }
 
   async verify(token: string, now = Date.now()): Promise<TokenCheck> {
-    const m = /^ghtk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/.exec(token);
-    if (!m) return { ok: false, reason: 'not a Gatehouse token' };
-    const row = (await this.#pool.query<TokenRow>('SELECT * FROM tokens WHERE id = $1', [m[1]])).rows[0];
-    const presented = hash(m[2]!);
-    // Compare against a dummy hash when the id is unknown, so timing does not tell ids apart.
-    const stored = row ? Buffer.from(row.secret_hash, 'hex') : hash('');
-    if (!timingSafeEqual(presented, stored) || !row) return { ok: false, reason: 'unknown token or wrong secret' };
-    if (row.revoked_at !== null) return { ok: false, reason: `token ${row.id} was revoked` };
-    if (row.expires_at <= now) return { ok: false, reason: `token ${row.id} expired` };
+    const parts = splitToken(token);
+    if (parts === null) return { ok: false, reason: 'not a Gatehouse token' };
+    const checked = checkTokenRow((await this.#pool.query<TokenRow>('SELECT * FROM tokens WHERE id = $1', [parts.id])).rows[0], parts.secret, now);
+    if (!checked.ok) return checked;
+    const row = checked.row;
     await this.#pool.query('UPDATE tokens SET last_used_at = $1 WHERE id = $2', [now, row.id]);
     return { ok: true, token: tokenRecord({ ...row, last_used_at: now }) };
   }

@@ -80,6 +80,34 @@ export function tokenRecord(r: TokenRow): TokenRecord {
   };
 }
 
+/** The tokens columns a new token is inserted with, in the order of `newTokenRow().values`. */
+export const TOKEN_INSERT_COLUMNS = 'id, secret_hash, kind, name, on_behalf_of, model, groups, connections, created_at, expires_at';
+
+/** A new token: its id and secret (shown once) and its row values (only the secret's hash). */
+export function newTokenRow(t: NewToken, now: number): { id: string; token: string; values: unknown[] } {
+  const id = randomBytes(6).toString('hex');
+  const secret = randomBytes(32).toString('base64url');
+  const values = [id, hash(secret).toString('hex'), t.kind, t.name, t.onBehalfOf ?? null, t.model ?? null, JSON.stringify(t.groups ?? []), t.connections ? JSON.stringify(t.connections) : null, now, now + t.ttlMs];
+  return { id, token: `${TOKEN_PREFIX}${id}_${secret}`, values };
+}
+
+/** The id and secret of a presented token, or null when it is not a Gatehouse token. */
+export function splitToken(token: string): { id: string; secret: string } | null {
+  const m = /^ghtk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/.exec(token);
+  return m ? { id: m[1]!, secret: m[2]! } : null;
+}
+
+/** Check a presented secret against its row (constant time, even for an unknown id), then revocation and expiry. */
+export function checkTokenRow(row: TokenRow | undefined, secret: string, now: number): { ok: false; reason: string } | { ok: true; row: TokenRow } {
+  const presented = hash(secret);
+  // Compare against a dummy hash when the id is unknown, so timing does not tell ids apart.
+  const stored = row ? Buffer.from(row.secret_hash, 'hex') : hash('');
+  if (!timingSafeEqual(presented, stored) || !row) return { ok: false, reason: 'unknown token or wrong secret' };
+  if (row.revoked_at !== null) return { ok: false, reason: `token ${row.id} was revoked` };
+  if (row.expires_at <= now) return { ok: false, reason: `token ${row.id} expired` };
+  return { ok: true, row };
+}
+
 export class SqliteTokenStore implements TokenStore {
   readonly #db: Database.Database;
 
@@ -88,16 +116,10 @@ export class SqliteTokenStore implements TokenStore {
   }
 
   async create(t: NewToken, now = Date.now()): Promise<{ record: TokenRecord; token: string }> {
-    const id = randomBytes(6).toString('hex');
-    const secret = randomBytes(32).toString('base64url');
-    this.#db
-      .prepare(
-        `INSERT INTO tokens (id, secret_hash, kind, name, on_behalf_of, model, groups, connections, created_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(id, hash(secret).toString('hex'), t.kind, t.name, t.onBehalfOf ?? null, t.model ?? null, JSON.stringify(t.groups ?? []), t.connections ? JSON.stringify(t.connections) : null, now, now + t.ttlMs);
+    const { id, token, values } = newTokenRow(t, now);
+    this.#db.prepare(`INSERT INTO tokens (${TOKEN_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(...values);
     const row = this.#db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as TokenRow;
-    return { record: tokenRecord(row), token: `${TOKEN_PREFIX}${id}_${secret}` };
+    return { record: tokenRecord(row), token };
   }
 
   async list(): Promise<TokenRecord[]> {
@@ -109,15 +131,11 @@ export class SqliteTokenStore implements TokenStore {
   }
 
   async verify(token: string, now = Date.now()): Promise<TokenCheck> {
-    const m = /^ghtk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/.exec(token);
-    if (!m) return { ok: false, reason: 'not a Gatehouse token' };
-    const row = this.#db.prepare('SELECT * FROM tokens WHERE id = ?').get(m[1]) as TokenRow | undefined;
-    const presented = hash(m[2]!);
-    // Compare against a dummy hash when the id is unknown, so timing does not tell ids apart.
-    const stored = row ? Buffer.from(row.secret_hash, 'hex') : hash('');
-    if (!timingSafeEqual(presented, stored) || !row) return { ok: false, reason: 'unknown token or wrong secret' };
-    if (row.revoked_at !== null) return { ok: false, reason: `token ${row.id} was revoked` };
-    if (row.expires_at <= now) return { ok: false, reason: `token ${row.id} expired` };
+    const parts = splitToken(token);
+    if (parts === null) return { ok: false, reason: 'not a Gatehouse token' };
+    const checked = checkTokenRow(this.#db.prepare('SELECT * FROM tokens WHERE id = ?').get(parts.id) as TokenRow | undefined, parts.secret, now);
+    if (!checked.ok) return checked;
+    const row = checked.row;
     this.#db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(now, row.id);
     return { ok: true, token: tokenRecord({ ...row, last_used_at: now }) };
   }
