@@ -4,8 +4,9 @@
  * up yet (targets start on the first section that asks for them).
  */
 import { auditSection } from './audit.js';
+import { maskingSection } from './masking-proxy.js';
 import { microSection } from './micro.js';
 import type { Section } from './section.js';
 import { throughputSection } from './throughput.js';
 
-export const SECTIONS: readonly Section[] = [microSection, auditSection, throughputSection];
+export const SECTIONS: readonly Section[] = [microSection, auditSection, maskingSection, throughputSection];

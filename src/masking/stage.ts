@@ -18,6 +18,7 @@ import type { PipelinePlugin } from '../session/pipeline.js';
 import type { Catalog, Decision, Execution, MaskFunctionSpec, MaskPlan, ResultColumn, RowTransform, SessionInfo, Statement } from '../session/types.js';
 import { outputLineage, type OutputLineage, type SourceColumn } from '../sql/pg-lineage.js';
 import { isMaskClass, MASK_CLASSES, strictestOf, type MaskClass } from './classes.js';
+import { findSensitive } from './detectors.js';
 import { compileMasker, type Masker } from './functions.js';
 import { createNameClassifier, type NameClassifier } from './names.js';
 import { compileTextScrubber } from './text-scrubber.js';
@@ -39,8 +40,17 @@ export const MASK_COPY_RULE = 'gatehouse.mask-copy';
 /** What failing closed masks an unresolvable column as. */
 const UNKNOWN: MaskClass = 'secret';
 
+/** How an unresolvable column is masked when the plan names no function for `secret`. */
+const FAIL_CLOSED: MaskFunctionSpec = { fn: 'redact' };
+
 /** Kinds whose computed output holds no table data. */
 const NO_TABLE_DATA = new Set(['SHOW', 'EXPLAIN', 'SET', 'RESET', 'BEGIN', 'COMMIT', 'ROLLBACK', 'SAVEPOINT', 'RELEASE']);
+
+/** The class of an unresolvable column, noting that it was one. */
+function unknown(unresolved: { hit: boolean }): MaskClass {
+  unresolved.hit = true;
+  return UNKNOWN;
+}
 
 interface Chosen {
   readonly transform: RowTransform | null;
@@ -137,6 +147,20 @@ export class MaskingStage implements PipelinePlugin {
     });
   }
 
+  /** Error and notice texts of a masked statement: what the detectors find is masked. */
+  scrub(_s: SessionInfo, st: Statement, text: string): string {
+    if (st.decision.masks === undefined) return text;
+    const matches = findSensitive(text);
+    if (matches.length === 0) return text;
+    let out = '';
+    let at = 0;
+    for (const m of matches) {
+      out += text.slice(at, m.start) + '*'.repeat([...text.slice(m.start, m.end)].length);
+      at = m.end;
+    }
+    return out + text.slice(at);
+  }
+
   /** After DDL, names and classes may have changed. */
   complete(session: SessionInfo, exec: Execution): void {
     const kind = exec.statement.decision.statement?.kind;
@@ -169,22 +193,25 @@ export class MaskingStage implements PipelinePlugin {
     columns.forEach((col, i) => {
       let cls: MaskClass | null;
       let label = col.name;
+      // Set when something about the column could not be resolved: it is masked whatever the plan names.
+      const unresolved = { hit: false };
       if (col.tableId !== 0) {
         const src = catalog?.column(col.tableId, col.columnId);
-        if (src === undefined) cls = UNKNOWN;
+        if (src === undefined) cls = unknown(unresolved);
         else if (src === null) cls = this.#names.classify(col.name);
         else {
           cls = this.classify(src.schema, src.table, src.column);
           label = `${src.schema}.${src.table}.${src.column}`;
         }
       } else if (lineage === null) {
-        cls = NO_TABLE_DATA.has(d.statement?.kind ?? '') ? null : UNKNOWN;
+        cls = NO_TABLE_DATA.has(d.statement?.kind ?? '') ? null : unknown(unresolved);
       } else {
         const sources = positional ? lineage[i]!.sources : lineage.flatMap((l) => l.sources);
-        cls = strictestOf(sources.flatMap((s) => this.#sourceClasses(catalog, s)));
+        cls = strictestOf(sources.flatMap((s) => this.#sourceClasses(catalog, s, unresolved)));
       }
       if (cls === null) return;
-      const spec = plan.byClass.get(cls);
+      // A plan that names no function for `secret` still masks what could not be resolved.
+      const spec = plan.byClass.get(cls) ?? (unresolved.hit ? FAIL_CLOSED : undefined);
       if (spec === undefined) return;
       idx.push(i);
       maskers.push(this.#compile(spec, col));
@@ -192,30 +219,50 @@ export class MaskingStage implements PipelinePlugin {
     });
     if (idx.length === 0) return { transform: null, masked };
     const n = idx.length;
-    const transform: RowTransform = (values) => {
+    const ranges = maskers.map((m) => m.range);
+    const allRanges = ranges.every((r) => r !== undefined);
+    // All or nothing: plan every column first, write only if each keeps its length.
+    const inPlace = (frame: Buffer, offs: Int32Array, count: number): boolean => {
       for (let k = 0; k < n; k++) {
         const i = idx[k]!;
-        if (i < values.length) values[i] = maskers[k]!(values[i]!);
+        if (i >= count) continue;
+        const len = offs[2 * i + 1]!;
+        if (len >= 0 && !ranges[k]!.plan(frame, offs[2 * i]!, offs[2 * i]! + len)) return false;
       }
-      return values;
+      // Each column has a masker of its own, so each remembers its own column's span.
+      for (let k = 0; k < n; k++) {
+        const i = idx[k]!;
+        if (i < count && offs[2 * i + 1]! >= 0) ranges[k]!.apply(frame);
+      }
+      return true;
     };
+    const transform = Object.assign(
+      (values: Array<Buffer | null>): Array<Buffer | null> => {
+        for (let k = 0; k < n; k++) {
+          const i = idx[k]!;
+          if (i < values.length) values[i] = maskers[k]!(values[i]!);
+        }
+        return values;
+      },
+      allRanges ? { touches: idx, inPlace } : { touches: idx },
+    );
     return { transform, masked };
   }
 
-  #sourceClasses(catalog: Catalog | undefined, s: SourceColumn): Array<MaskClass | null> {
+  #sourceClasses(catalog: Catalog | undefined, s: SourceColumn, unresolved: { hit: boolean }): Array<MaskClass | null> {
     const dot = s.table.lastIndexOf('.');
     const schema = dot < 0 ? null : s.table.slice(0, dot);
     const table = dot < 0 ? s.table : s.table.slice(dot + 1);
     if (s.column !== '*') return [this.classify(schema, table, s.column)];
     // A whole row: every column of its table.
     const cols = catalog?.tableColumns(s.table);
-    if (cols === undefined || cols === null) return [UNKNOWN];
+    if (cols === undefined || cols === null) return [unknown(unresolved)];
     return cols.map((c) => this.classify(c.schema, c.table, c.column));
   }
 
   #compile(spec: MaskFunctionSpec, col: ResultColumn): Masker {
     const column = { typeId: col.typeId, typmod: col.typmod, binary: col.binary };
     if (spec.fn === 'scrub') return compileTextScrubber(MASK_CLASSES, column, { maskChar: spec.maskChar });
-    return compileMasker({ fn: spec.fn as never, keepFirst: spec.keepFirst, keepLast: spec.keepLast, maskChar: spec.maskChar, key: this.#key }, column);
+    return compileMasker({ fn: spec.fn as never, keepFirst: spec.keepFirst, keepLast: spec.keepLast, maskChar: spec.maskChar, key: this.#key }, column, { inPlace: true });
   }
 }

@@ -24,6 +24,8 @@ export interface PipelinePlugin {
   decide?(session: SessionInfo, statement: Statement): Decision | undefined | Promise<Decision | undefined>;
   /** A row transform for this result, or null for none (a promise when it needs data first, e.g. catalog lookups). */
   result?(session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]): RowTransform | null | Promise<RowTransform | null>;
+  /** Rewrite a text the database sends about a statement (error and notice messages) before the client sees it. */
+  scrub?(session: SessionInfo, statement: Statement, text: string): string;
   /** Before an Execute of a prepared statement: wait (promise) or refuse. */
   admit?(session: SessionInfo, statement: Statement): Promise<Decision | undefined> | undefined;
   complete?(session: SessionInfo, execution: Execution): void;
@@ -38,6 +40,7 @@ export interface Pipeline {
   readonly result: ((session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]) => RowTransform | null | Promise<RowTransform | null>) | null;
   readonly complete: ((session: SessionInfo, execution: Execution) => void) | null;
   readonly admit: ((session: SessionInfo, statement: Statement) => Promise<Decision | undefined> | undefined) | null;
+  readonly scrub: ((session: SessionInfo, statement: Statement, text: string) => string) | null;
   readonly sessionEnd: ((session: SessionInfo, reason: string) => void) | null;
   readonly connectionEvent: ((event: ConnectionEvent) => void) | null;
 }
@@ -55,6 +58,7 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
   const ends = plugins.filter((p) => p.sessionEnd).map((p) => p.sessionEnd!.bind(p));
   const admits = plugins.filter((p) => p.admit).map((p) => p.admit!.bind(p));
   const connEvents = plugins.filter((p) => p.connectionEvent).map((p) => p.connectionEvent!.bind(p));
+  const scrubs = plugins.filter((p) => p.scrub).map((p) => p.scrub!.bind(p));
 
   const decide =
     deciders.length === 0
@@ -124,6 +128,7 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
               };
               return step(0);
             },
+    scrub: scrubs.length === 0 ? null : (s, st, text) => scrubs.reduce((t, f) => f(s, st, t), text),
     sessionEnd: ends.length === 0 ? null : (s, r) => ends.forEach((f) => f(s, r)),
     connectionEvent: connEvents.length === 0 ? null : (e) => connEvents.forEach((f) => f(e)),
   };

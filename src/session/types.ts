@@ -194,6 +194,15 @@ export interface ResultColumn {
 
 /**
  * Rewrites the values of result rows. Values are raw column bytes in the column's wire format;
- * null is SQL NULL. Return the same array (possibly modified in place).
+ * null is SQL NULL. Return the same array, with the values replaced (or written over in place,
+ * keeping their length). A transform may say which columns it reads and replaces (`touches`):
+ * the engine then reads only those (the others stay as they are and may be left unset).
  */
-export type RowTransform = (values: Array<Buffer | null>, columns: readonly ResultColumn[]) => Array<Buffer | null>;
+export type RowTransform = ((values: Array<Buffer | null>, columns: readonly ResultColumn[]) => Array<Buffer | null>) & {
+  readonly touches?: readonly number[];
+  /**
+   * Rewrite the row's values in place at the same length, all or nothing: `offsets` holds each
+   * value's start and length (-1 = NULL) in `frame`. False leaves the frame as it was.
+   */
+  readonly inPlace?: (frame: Buffer, offsets: Int32Array, count: number) => boolean;
+};

@@ -7,7 +7,7 @@
  * references; a computed column (`upper(email)`, `row_to_json(c)`, a CTE output, ...) has table
  * OID 0, and this analysis is how the proxy still knows what to mask. Wherever the text alone
  * cannot decide, it adds candidates rather than drop them: a missed source leaks data, an extra
- * one only over-masks. See docs/masking-lineage.md.
+ * one only over-masks. See docs/masking.md (output-column lineage).
  */
 import { parseSync } from 'libpg-query';
 

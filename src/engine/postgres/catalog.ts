@@ -32,8 +32,12 @@ export class PgCatalog implements Catalog {
   readonly #log: Logger;
   /** table OID -> info, or null when the OID is not a table with columns. */
   readonly #tables = new Map<number, TableInfo | null>();
-  /** name as written -> table OID (null: no such table). */
-  readonly #names = new Map<string, number | null>();
+  /**
+   * Table name as the SQL analysis reports it -> the OIDs of every relation it may name (empty:
+   * none). An unqualified name is resolved in every schema, because the client's search_path
+   * (which may differ from this session's) decides which one it means.
+   */
+  readonly #names = new Map<string, number[]>();
   #session: { upstream: UpstreamSession; io: SocketReader } | null = null;
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -47,17 +51,27 @@ export class PgCatalog implements Catalog {
     if (t === undefined) return undefined;
     if (t === null) return null;
     const column = t.columns.get(columnId);
-    return column === undefined ? null : { schema: t.schema, table: t.table, column };
+    if (column !== undefined) return { schema: t.schema, table: t.table, column };
+    // A user column this table did not have when it was loaded: added since by DDL that did not
+    // pass through this connection. Unknown until reloaded, so it is not classified by its alias.
+    // System columns (ctid, xmin: attnum < 0) are not table data.
+    return columnId > 0 ? undefined : null;
   }
 
   tableColumns(name: string): readonly ColumnSource[] | null | undefined {
-    const oid = this.#names.get(name);
-    if (oid === undefined) return undefined;
-    if (oid === null) return null;
-    const t = this.#tables.get(oid);
-    if (t === undefined) return undefined;
-    if (t === null) return null;
-    return [...t.columns.values()].map((column) => ({ schema: t.schema, table: t.table, column }));
+    const oids = this.#names.get(name);
+    if (oids === undefined) return undefined;
+    if (oids.length === 0) return null;
+    const out: ColumnSource[] = [];
+    let found = false;
+    for (const oid of oids) {
+      const t = this.#tables.get(oid);
+      if (t === undefined) return undefined;
+      if (t === null) continue;
+      found = true;
+      for (const column of t.columns.values()) out.push({ schema: t.schema, table: t.table, column });
+    }
+    return found ? out : null;
   }
 
   load(tableIds: readonly number[], names: readonly string[]): Promise<void> {
@@ -77,16 +91,29 @@ export class PgCatalog implements Catalog {
   }
 
   async #load(tableIds: readonly number[], names: readonly string[]): Promise<void> {
-    const ids = [...new Set(tableIds.filter((id) => id !== 0 && !this.#tables.has(id)))];
+    // Every id asked for is (re)loaded: the pipeline asks only for tables it has never seen and
+    // for columns a cached table lacks (added by DDL outside this connection).
+    const ids = [...new Set(tableIds.filter((id) => id !== 0))];
     const wanted = [...new Set(names.filter((n) => !this.#names.has(n)))];
     if (ids.length === 0 && wanted.length === 0) return;
     if (wanted.length > 0) {
-      // to_regclass resolves a name as written (quoted or not) with the catalog session's search_path.
-      const rows = await this.#query(`SELECT n, to_regclass(n)::oid FROM unnest(ARRAY[${wanted.map(literal).join(',')}]::text[]) AS n`);
+      // Names come from the parse tree: case kept, quotes removed, parts joined with ".". So match
+      // pg_class exactly (to_regclass would fold case) and, for an unqualified name, in every
+      // schema: this session's search_path is not the client's (fail closed: all candidates count).
+      const parts = wanted.map((n) => n.split('.'));
+      const rel = (p: string[]): string => literal(p[p.length - 1]!);
+      const nsp = (p: string[]): string => (p.length >= 2 ? literal(p[p.length - 2]!) : 'NULL');
+      const rows = await this.#query(
+        `SELECT t.n, c.oid FROM unnest(ARRAY[${wanted.map(literal).join(',')}]::text[], ARRAY[${parts.map(nsp).join(',')}]::text[], ARRAY[${parts.map(rel).join(',')}]::text[]) AS t(n, s, r) ` +
+          `LEFT JOIN (pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace) ` +
+          `ON c.relname = t.r AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND (t.s IS NULL OR ns.nspname = t.s)`,
+      );
+      for (const n of wanted) this.#names.set(n, []);
       for (const [n, oid] of rows) {
-        const id = oid === null ? null : Number(oid);
-        this.#names.set(n!, id);
-        if (id !== null && !this.#tables.has(id)) ids.push(id);
+        if (oid === null) continue;
+        const id = Number(oid);
+        this.#names.get(n!)!.push(id);
+        if (!this.#tables.has(id)) ids.push(id);
       }
     }
     if (ids.length === 0) return;

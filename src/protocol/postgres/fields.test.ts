@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ProtocolError } from './errors.js';
-import { commandRows, errorCode, parseErrorFields, parseStartupParams } from './fields.js';
+import { commandRows, errorCode, parseErrorFields, parseStartupParams, rewriteErrorText } from './fields.js';
 import * as messages from './messages.js';
 
 const isProtocolError = (err: unknown): boolean => {
@@ -225,3 +225,31 @@ describe('commandRows', () => {
     );
   });
 });
+
+describe('rewriteErrorText', () => {
+  const frame = messages.errorResponse({ severity: 'ERROR', code: '22P02', message: 'invalid input syntax for type integer: "alice@example.com"', detail: 'value "alice@example.com"', hint: 'none' });
+
+  it('rewrites message, detail, hint and context, keeps every other field and frames the result', () => {
+    const out = rewriteErrorText(frame, 0, frame.length, (t) => t.replaceAll('alice@example.com', 'a****@example.com'))!;
+    assert.equal(out.readInt32BE(1), out.length - 1);
+    const f = parseErrorFields(out, 5, out.length);
+    assert.equal(f.get('M'), 'invalid input syntax for type integer: "a****@example.com"');
+    assert.equal(f.get('D'), 'value "a****@example.com"');
+    assert.equal(f.get('C'), '22P02');
+    assert.equal(f.get('S'), 'ERROR');
+    assert.equal(f.get('H'), 'none');
+  });
+
+  it('returns null when nothing changes, and rewrites any UTF-8 text into a well-formed frame', () => {
+    assert.equal(rewriteErrorText(frame, 0, frame.length, (t) => t), null);
+    fc.assert(
+      fc.property(fc.string(), fc.string(), (message, replacement) => {
+        const f0 = messages.errorResponse({ severity: 'ERROR', code: 'XX000', message: message.replaceAll('\0', '') });
+        const out = rewriteErrorText(f0, 0, f0.length, () => replacement.replaceAll('\0', '') + '!');
+        assert.ok(out !== null);
+        assert.equal(parseErrorFields(out, 5, out.length).get('M'), replacement.replaceAll('\0', '') + '!');
+      }),
+    );
+  });
+});
+

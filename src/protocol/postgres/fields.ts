@@ -16,6 +16,42 @@ export function parseErrorFields(frame: Buffer, start: number, end: number): Map
   return out;
 }
 
+/** Human-readable fields that may quote data: message, detail, hint, context (where). */
+const TEXT_FIELDS = new Set([0x4d /* M */, 0x44 /* D */, 0x48 /* H */, 0x57 /* W */]);
+
+/**
+ * An ErrorResponse/NoticeResponse frame with its text fields passed through `rewrite` (other
+ * fields, such as the SQLSTATE, unchanged); null when nothing changed.
+ */
+export function rewriteErrorText(frame: Buffer, start: number, end: number, rewrite: (text: string) => string): Buffer | null {
+  const parts: Buffer[] = [];
+  let changed = false;
+  let p = start + 5;
+  while (p < end && frame[p] !== 0) {
+    const type = frame[p]!;
+    const nul = frame.indexOf(0, p + 1);
+    if (nul < 0 || nul >= end) throw new ProtocolError('string is not NUL-terminated');
+    let field = frame.subarray(p, nul + 1);
+    if (TEXT_FIELDS.has(type)) {
+      const text = frame.toString('utf8', p + 1, nul);
+      const next = rewrite(text);
+      if (next !== text) {
+        changed = true;
+        field = Buffer.concat([Buffer.of(type), Buffer.from(next, 'utf8'), Buffer.of(0)]);
+      }
+    }
+    parts.push(field);
+    p = nul + 1;
+  }
+  if (!changed) return null;
+  const body = Buffer.concat([...parts, Buffer.of(0)]);
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = frame[start]!;
+  out.writeInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
 /** The SQLSTATE ('C' field) of an ErrorResponse body, without decoding the other fields. */
 export function errorCode(frame: Buffer, start: number, end: number): string | undefined {
   let p = start;
