@@ -747,13 +747,13 @@ export class PgRelay {
 
   /** DataRows are inspected only while an Execute/Query whose rows are rewritten is outstanding. */
   #refreshRowHold(): void {
-    if (this.#dropUntilReady) return;
+    if (this.#dropUntilReady || this.#fromUpstream.held[BackendCode.DataRow] === 0) return;
     this.#fromUpstream.held[BackendCode.DataRow] = this.#expect.some((e) => e.result !== null) ? 1 : 0;
   }
 
   /** An Execute/Query expectation, with result-phase state when its rows are rewritten. */
   #expectRows(kind: Exp, exec: PendingExecution, portal: string | null, extra?: Partial<Expectation>): Expectation {
-    const e: Expectation = { ...expectation(kind, exec), ...extra };
+    const e: Expectation = extra === undefined ? expectation(kind, exec) : { ...expectation(kind, exec), ...extra };
     if (this.#pipeline.result === null || !rewritesRows(exec.statement)) return e;
     this.#fromUpstream.held[BackendCode.DataRow] = 1;
     return { ...e, result: { portal, columns: null, transform: undefined } };
@@ -764,7 +764,7 @@ export class PgRelay {
     else {
       this.#fromUpstream.held.fill(0);
       for (const t of UPSTREAM_HELD) this.#fromUpstream.held[t] = 1;
-      this.#refreshRowHold();
+      this.#fromUpstream.held[BackendCode.DataRow] = this.#expect.some((e) => e.result !== null) ? 1 : 0;
     }
   }
 
