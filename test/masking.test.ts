@@ -72,6 +72,7 @@ CREATE TABLE customers (
 );
 CREATE TABLE orders (id int PRIMARY KEY, customer_id int, total numeric(10,2));
 CREATE VIEW customers_v AS SELECT id, email FROM customers;
+CREATE VIEW contacts_v AS SELECT id, email AS contact, upper(email) AS shout, id * 2 AS twice FROM customers;
 CREATE TABLE wide (id int PRIMARY KEY, email text);
 CREATE TABLE many (id int PRIMARY KEY, email text);
 -- Same-named tables in two schemas, and a quoted mixed-case name beside its lower-case twin:
@@ -547,6 +548,22 @@ masking:
     const e = await c.query('SELECT v.email AS mail FROM customers_v v WHERE v.id = $1', [2]);
     assert.deepEqual(e.rows, [{ mail: 'b**@example.org' }]);
     assertNoLeak([r.rows, e.rows]);
+  });
+
+  it('a view that renames or computes from a sensitive column: classified through its definition', async () => {
+    const c = await client('carol');
+    const r = await c.query('SELECT id, contact, shout, twice FROM contacts_v ORDER BY id');
+    assert.deepEqual(
+      r.rows.map((x) => x.contact),
+      CUSTOMERS.map((x) => email(x.email)),
+    );
+    assert.ok(r.rows.every((x) => !String(x.shout).includes('@') || String(x.shout).includes('*')), 'upper(email) in the view is masked');
+    assert.deepEqual(
+      r.rows.map((x) => x.twice),
+      CUSTOMERS.map((x) => String(x.id * 2)),
+      'a view column computed from no sensitive column stays clear',
+    );
+    assertNoLeak(r.rows);
   });
 
   it('table and column aliases in joins do not unmask', async () => {

@@ -171,6 +171,23 @@ export class MaskingStage implements PipelinePlugin {
     }
   }
 
+  /** Lineage of view definitions, by text (views change only with DDL). */
+  readonly #views = new Map<string, OutputLineage[] | null>();
+
+  #viewLineage(definition: string): OutputLineage[] | null {
+    let l = this.#views.get(definition);
+    if (l === undefined) {
+      try {
+        l = outputLineage(definition);
+      } catch {
+        l = null;
+      }
+      if (this.#views.size >= 1000) this.#views.clear();
+      this.#views.set(definition, l);
+    }
+    return l;
+  }
+
   #lineageOf(d: Decision, st: Statement): OutputLineage[] | null {
     let l = this.#lineage.get(d);
     if (l === undefined) {
@@ -202,6 +219,15 @@ export class MaskingStage implements PipelinePlugin {
         else {
           cls = this.classify(src.schema, src.table, src.column);
           label = `${src.schema}.${src.table}.${src.column}`;
+          // A view's column is also as sensitive as what it is computed from (a renamed email).
+          const def = catalog!.viewDefinition(col.tableId);
+          if (def) {
+            const viewLineage = this.#viewLineage(def);
+            const entry = viewLineage !== null && !viewLineage.some((l) => l.star) ? viewLineage[col.columnId - 1] : undefined;
+            const sources = entry !== undefined ? entry.sources : (viewLineage ?? []).flatMap((l) => l.sources);
+            cls = strictestOf([cls, ...sources.flatMap((s2) => this.#sourceClasses(catalog, s2, unresolved))]);
+            if (viewLineage === null) cls = unknown(unresolved);
+          }
         }
       } else if (lineage === null) {
         cls = NO_TABLE_DATA.has(d.statement?.kind ?? '') ? null : unknown(unresolved);

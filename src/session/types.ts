@@ -31,6 +31,8 @@ export interface ColumnSource {
 export interface Catalog {
   /** The column behind (tableId, columnId); undefined until its table is loaded, null if it is not a table column. */
   column(tableId: number, columnId: number): ColumnSource | null | undefined;
+  /** The defining query of a view (loaded with `column`); null for a table. */
+  viewDefinition(tableId: number): string | null | undefined;
   /** The columns of a table by name as written in SQL (schema-qualified or not); undefined until loaded, null if unknown. */
   tableColumns(name: string): readonly ColumnSource[] | null | undefined;
   /** Load what `column` and `tableColumns` need for these tables (ids and names). */

@@ -22,6 +22,8 @@ interface TableInfo {
   readonly table: string;
   /** attnum -> column name. */
   readonly columns: Map<number, string>;
+  /** A view's (or materialized view's) defining query, for the lineage of its columns. */
+  readonly definition: string | null;
 }
 
 /** A SQL string literal (standard_conforming_strings on, as Gatehouse's own session has it). */
@@ -56,6 +58,11 @@ export class PgCatalog implements Catalog {
     // pass through this connection. Unknown until reloaded, so it is not classified by its alias.
     // System columns (ctid, xmin: attnum < 0) are not table data.
     return columnId > 0 ? undefined : null;
+  }
+
+  viewDefinition(tableId: number): string | null | undefined {
+    const t = this.#tables.get(tableId);
+    return t === undefined ? undefined : t === null ? null : t.definition;
   }
 
   tableColumns(name: string): readonly ColumnSource[] | null | undefined {
@@ -119,18 +126,22 @@ export class PgCatalog implements Catalog {
     if (ids.length === 0) return;
     // OIDs are integers we parsed from the wire: safe to inline.
     const rows = await this.#query(
-      `SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname FROM pg_catalog.pg_class c ` +
+      `SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, ` +
+        `CASE WHEN c.relkind IN ('v', 'm') AND a.attnum = 1 THEN pg_catalog.pg_get_viewdef(c.oid) END FROM pg_catalog.pg_class c ` +
         `JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ` +
         `JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ` +
         `WHERE c.oid IN (${ids.map((id) => String(Math.trunc(id))).join(',')})`,
     );
     const found = new Map<number, TableInfo>();
-    for (const [oid, schema, table, attnum, attname] of rows) {
+    const definitions = new Map<number, string>();
+    for (const [oid, schema, table, attnum, attname, definition] of rows) {
       const id = Number(oid);
+      if (definition !== null && definition !== undefined) definitions.set(id, definition);
       let t = found.get(id);
-      if (t === undefined) found.set(id, (t = { schema: schema!, table: table!, columns: new Map() }));
+      if (t === undefined) found.set(id, (t = { schema: schema!, table: table!, columns: new Map(), definition: null }));
       t.columns.set(Number(attnum), attname!);
     }
+    for (const [id, definition] of definitions) found.set(id, { ...found.get(id)!, definition });
     for (const id of ids) {
       if (this.#tables.size >= MAX_TABLES) this.#tables.delete(this.#tables.keys().next().value!);
       this.#tables.set(id, found.get(id) ?? null);
