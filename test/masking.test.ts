@@ -767,7 +767,7 @@ masking:
       const store = await openStore(storeSpec(proxy.loaded));
       try {
         const events = (await store.audit.search({ identity: 'carol' }, 200, 'desc')).map((e) => JSON.parse(e.body) as AuditEvent);
-        const got = events.filter((e) => e.type === 'statement' && e.statement?.text.includes('shout'));
+        const got = events.filter((e) => e.type === 'statement' && e.statement?.text.includes('as shout from customers'));
         return got.length > 0 ? events : null;
       } finally {
         await store.close();
@@ -779,7 +779,7 @@ masking:
     assert.equal(plain.decision?.action, 'mask');
     assert.ok(plain.decision?.matches.some((m) => m.id === 'test.mask-pii' && m.action === 'mask'));
     assert.deepEqual(plain.masked_columns, ['public.customers.email', 'public.customers.phone']);
-    const computed = events.find((e) => e.type === 'statement' && e.statement?.text.includes('shout'));
+    const computed = events.find((e) => e.type === 'statement' && e.statement?.text.includes('as shout from customers'));
     assert.deepEqual(computed?.masked_columns, ['shout']);
     assertNoLeak(events, 'audit events');
     // alice's statements are not masked: no masked_columns.
