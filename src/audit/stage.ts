@@ -4,14 +4,16 @@
  * event committed before a write is forwarded (audit before effect).
  *
  * Written for speed: the statement event is the one recorded tens of thousands of times a
- * second, so its canonical JSON is assembled from fragments encoded once (per session: client,
- * connection, identity, session; per decision: decision and statement summary) with its keys
- * already in canonical order. `stage.test.ts` checks it equals `canonicalJson` of the same event.
+ * second, so it is queued compact (src/audit/compact.ts): numbers and the ids of fragments
+ * encoded once (per session: client, connection, identity, session; per decision: decision and
+ * statement summary), and the writer thread assembles its canonical JSON. `stage.test.ts` checks
+ * the stored body equals `canonicalJson` of the same event.
  */
 import type { PipelinePlugin } from '../session/pipeline.js';
 import { permits, type ConnectionEvent, type Decision, type Execution, type SessionInfo, type Statement } from '../session/types.js';
 import type { Identity } from '../identity/identity.js';
 import { canonicalJson, type AuditIdentity, type EventType } from './event.js';
+import { COMPACT_INTENT, COMPACT_STATEMENT, type SessionFragment } from './compact.js';
 import type { AuditWriter } from './writer.js';
 
 export interface AuditStageOptions {
@@ -26,21 +28,19 @@ export interface AuditStageOptions {
 /** Rule id of refusals made because the audit store cannot be written. */
 export const AUDIT_RULE = 'gatehouse.audit-unavailable';
 
-interface SessionFragments {
+/** A session's registered fragments (src/audit/compact.ts) and everything to release with it. */
+interface SessionState {
   appName: string;
-  client: string;
-  readonly connection: string;
-  readonly identity: string;
-  readonly session: string;
-  readonly identityName: string;
-  readonly onBehalfOf: string | null;
+  /** Id of the session fragment (re-registered when application_name changes). */
+  id: number;
+  /** Decision -> its fragment id and statement fragment ids by protocol. */
+  readonly decisions: Map<Decision, { readonly id: number; readonly statement: Map<string, number> }>;
+  /** Every fragment id registered for this session, released at its end. */
+  readonly ids: number[];
 }
 
-interface DecisionFragments {
-  readonly decision: string;
-  /** Statement fragment per protocol. */
-  readonly statement: Map<string, string>;
-}
+/** Decisions remembered per session before their fragments are released and registered anew. */
+const MAX_SESSION_DECISIONS = 2000;
 
 const str = JSON.stringify;
 
@@ -72,63 +72,83 @@ export class AuditStage implements PipelinePlugin {
   readonly #w: AuditWriter;
   readonly #opts: AuditStageOptions;
   readonly #durable: Set<string>;
-  readonly #nodeFragment: string;
-  readonly #sessions = new WeakMap<SessionInfo, SessionFragments>();
-  readonly #decisions = new WeakMap<Decision, DecisionFragments>();
+  readonly #sessions = new WeakMap<SessionInfo, SessionState>();
   readonly #texts = new WeakMap<Statement, string>();
 
   constructor(writer: AuditWriter, opts: AuditStageOptions) {
     this.#w = writer;
     this.#opts = opts;
     this.#durable = new Set(opts.durableEnvironments);
-    this.#nodeFragment = `,"node":${str(writer.node)}`;
   }
 
-  #fragments(s: SessionInfo): SessionFragments {
-    let f = this.#sessions.get(s);
-    if (f === undefined) {
-      f = {
-        appName: s.applicationName,
-        client: `{"client":${canonicalJson({ address: s.client.address, application_name: s.applicationName, tls: s.client.tls })}`,
-        connection: `,"connection":${canonicalJson({ environment: s.connection.environment, name: s.connection.name })}`,
-        identity: `,"identity":${canonicalJson(auditIdentity(s.identity))}`,
-        session: `,"session":${str(s.id)}`,
-        identityName: s.identity.name,
-        onBehalfOf: s.identity.onBehalfOf?.name ?? null,
-      };
-      this.#sessions.set(s, f);
-    } else if (f.appName !== s.applicationName) {
-      f.appName = s.applicationName;
-      f.client = `{"client":${canonicalJson({ address: s.client.address, application_name: s.applicationName, tls: s.client.tls })}`;
+  #sessionFragment(s: SessionInfo): SessionFragment {
+    return {
+      t: 's',
+      client: `{"client":${canonicalJson({ address: s.client.address, application_name: s.applicationName, tls: s.client.tls })}`,
+      connection: `,"connection":${canonicalJson({ environment: s.connection.environment, name: s.connection.name })}`,
+      identity: `,"identity":${canonicalJson(auditIdentity(s.identity))}`,
+      session: `,"session":${str(s.id)}`,
+      sessionId: s.id,
+      identityName: s.identity.name,
+      onBehalfOf: s.identity.onBehalfOf?.name ?? null,
+      connectionName: s.connection.name,
+      environment: s.connection.environment,
+    };
+  }
+
+  #state(s: SessionInfo): SessionState {
+    let state = this.#sessions.get(s);
+    if (state === undefined) {
+      const id = this.#w.fragment(this.#sessionFragment(s));
+      state = { appName: s.applicationName, id, decisions: new Map(), ids: [id] };
+      this.#sessions.set(s, state);
+    } else if (state.appName !== s.applicationName) {
+      state.appName = s.applicationName;
+      state.id = this.#w.fragment(this.#sessionFragment(s));
+      state.ids.push(state.id);
     }
-    return f;
+    return state;
   }
 
-  #decisionFragments(d: Decision): DecisionFragments {
-    let f = this.#decisions.get(d);
-    if (f === undefined) {
-      const matches = (d.matches ?? []).map((m) => ({ action: m.action, controls: m.controls.length > 0 ? m.controls : undefined, id: m.id, mode: m.mode }));
-      f = { decision: `,"decision":${canonicalJson({ action: d.action, matches, rule: d.ruleId })}`, statement: new Map() };
-      this.#decisions.set(d, f);
-    }
-    return f;
-  }
-
-  #statementFragment(st: Statement, d: Decision, df: DecisionFragments): string {
-    if (this.#opts.statementText === 'full') {
-      let frag = this.#texts.get(st);
-      if (frag === undefined) {
-        frag = `,"statement":${canonicalJson(this.#statementObject(st, d, st.text))}`;
-        if (st.protocol === 'extended') this.#texts.set(st, frag);
+  /** The fragment ids of a decision and of the statement as recorded (`number`), or the statement JSON in full-text mode. */
+  #decisionRefs(state: SessionState, st: Statement, d: Decision): { decision: number; statement: number | string } {
+    let refs = state.decisions.get(d);
+    if (refs === undefined) {
+      if (state.decisions.size >= MAX_SESSION_DECISIONS) {
+        // Bounded: forget this session's decision fragments (after what is queued is written).
+        this.#w.release(state.ids.filter((x) => x !== state.id));
+        state.ids.length = 0;
+        state.ids.push(state.id);
+        state.decisions.clear();
       }
-      return frag;
+      const matches = (d.matches ?? []).map((m) => ({ action: m.action, controls: m.controls.length > 0 ? m.controls : undefined, id: m.id, mode: m.mode }));
+      const sum = d.statement;
+      const id = this.#w.fragment({
+        t: 'd',
+        decision: `,"decision":${canonicalJson({ action: d.action, matches, rule: d.ruleId })}`,
+        kind: sum?.kind ?? 'unknown',
+        tables: sum && sum.tables.length > 0 ? `,${sum.tables.join(',')},` : null,
+        action: d.action,
+      });
+      state.ids.push(id);
+      refs = { id, statement: new Map() };
+      state.decisions.set(d, refs);
     }
-    let frag = df.statement.get(st.protocol);
-    if (frag === undefined) {
-      frag = `,"statement":${canonicalJson(this.#statementObject(st, d, d.statement?.normalized ?? st.text))}`;
-      df.statement.set(st.protocol, frag);
+    if (this.#opts.statementText === 'full') {
+      let text = this.#texts.get(st);
+      if (text === undefined) {
+        text = `,"statement":${canonicalJson(this.#statementObject(st, d, st.text))}`;
+        if (st.protocol === 'extended') this.#texts.set(st, text);
+      }
+      return { decision: refs.id, statement: text };
     }
-    return frag;
+    let sid = refs.statement.get(st.protocol);
+    if (sid === undefined) {
+      sid = this.#w.fragment({ t: 'x', statement: `,"statement":${canonicalJson(this.#statementObject(st, d, d.statement?.normalized ?? st.text))}` });
+      state.ids.push(sid);
+      refs.statement.set(st.protocol, sid);
+    }
+    return { decision: refs.id, statement: sid };
   }
 
   #statementObject(st: Statement, d: Decision, text: string): object {
@@ -154,6 +174,11 @@ export class AuditStage implements PipelinePlugin {
 
   sessionEnd(s: SessionInfo, reason: string): void {
     this.#recordSession('session.end', s, { reason, duration_ms: Date.now() - s.startedAt });
+    const state = this.#sessions.get(s);
+    if (state !== undefined) {
+      this.#w.release(state.ids);
+      this.#sessions.delete(s);
+    }
   }
 
   connectionEvent(e: ConnectionEvent): void {
@@ -202,39 +227,35 @@ export class AuditStage implements PipelinePlugin {
 
   #intent(s: SessionInfo, st: Statement): number {
     const w = this.#w;
-    const f = this.#fragments(s);
-    const d = st.decision;
-    const df = this.#decisionFragments(d);
+    const state = this.#state(s);
+    const refs = this.#decisionRefs(state, st, st.decision);
     const seq = w.next();
-    const ts = Date.now();
-    const body = `${f.client}${f.connection}${df.decision}${f.identity}${this.#nodeFragment},"seq":${seq}${f.session}${this.#statementFragment(st, d, df)},"ts":${ts},"type":"statement.intent"}`;
-    const sum = d.statement;
-    w.push(seq, ts, 'statement.intent', s.id, f.identityName, f.onBehalfOf, s.connection.name, s.connection.environment, sum?.kind ?? 'unknown', sum && sum.tables.length > 0 ? `,${sum.tables.join(',')},` : null, d.action, body);
+    w.pushCompact(COMPACT_INTENT, seq, Date.now(), state.id, refs.decision, refs.statement, 0, 0, 0, null, null, null, null);
     return seq;
   }
 
   complete(s: SessionInfo, e: Execution): void {
     const w = this.#w;
-    const f = this.#fragments(s);
+    const state = this.#state(s);
     const st = e.statement;
     const d = st.decision;
-    const df = this.#decisionFragments(d);
+    const refs = this.#decisionRefs(state, st, d);
     const seq = w.next();
-    const ts = Date.now();
-    let b = f.client;
-    // Command tags are keywords and digits; escape only if one ever holds a quote or backslash.
-    if (e.command) b += e.command.includes('"') || e.command.includes('\\') ? `,"command":${str(e.command)}` : `,"command":"${e.command}"`;
-    b += `${f.connection}${df.decision},"duration_ms":${Math.round(e.durationMs * 1000) / 1000}${f.identity}`;
-    if (e.masked !== undefined && e.masked.length > 0) b += `,"masked_columns":${canonicalJson(e.masked)}`;
-    b += this.#nodeFragment;
-    if (e.refusedBy !== undefined) b += `,"refused_by":${str(e.refusedBy)}`;
-    b += affectsRows(e.command) ? `,"rows_affected":${e.rows}` : `,"rows":${e.rows}`;
-    b += `,"seq":${seq}${f.session}`;
-    if (e.sqlstate !== undefined) b += `,"sqlstate":${str(e.sqlstate)}`;
-    b += `${this.#statementFragment(st, d, df)},"ts":${ts},"type":"statement"}`;
-    const sum = d.statement;
-    const tables = sum && sum.tables.length > 0 ? `,${sum.tables.join(',')},` : null;
-    w.push(seq, ts, 'statement', s.id, f.identityName, f.onBehalfOf, s.connection.name, s.connection.environment, sum?.kind ?? 'unknown', tables, d.action, b);
+    w.pushCompact(
+      COMPACT_STATEMENT,
+      seq,
+      Date.now(),
+      state.id,
+      refs.decision,
+      refs.statement,
+      Math.round(e.durationMs * 1000) / 1000,
+      e.rows,
+      affectsRows(e.command) ? 1 : 0,
+      e.command === '' ? null : e.command,
+      e.sqlstate ?? null,
+      e.refusedBy ?? null,
+      e.masked !== undefined && e.masked.length > 0 ? canonicalJson(e.masked) : null,
+    );
     if (e.refusedBy !== undefined && permits(d)) {
       // Allowed, then stopped by the affected-rows breaker (or an audit refusal at Execute).
       this.#w.record({

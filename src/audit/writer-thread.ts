@@ -14,6 +14,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { chainHash, GENESIS, loadSigningKey, signCheckpoint, type Checkpoint, type SigningKey } from './chain.js';
 import { COLUMN_COUNT } from './event.js';
+import { expandCompact, type Fragment } from './compact.js';
 import { openAuditStore, type StoreSpec } from '../store/open.js';
 import type { AuditStore } from '../store/audit.js';
 
@@ -26,7 +27,7 @@ export interface WriterThreadData {
   readonly busyTimeoutMs: number;
 }
 
-type Incoming = { op: 'append'; rows: unknown[]; count: number; first: number } | { op: 'checkpoint' } | { op: 'close' };
+type Incoming = { op: 'append'; rows: unknown[]; count: number; first: number; release?: number[] } | { op: 'frag'; id: number; f: Fragment } | { op: 'checkpoint' } | { op: 'close' };
 
 const data = workerData as WriterThreadData;
 const port = parentPort!;
@@ -41,14 +42,23 @@ let headHash: string = GENESIS;
 let checkpointSeq = 0;
 let checkpointAt = Date.now();
 let queue: Promise<void> = Promise.resolve();
+/** Fragments of compact events, by id. */
+const fragments = new Map<number, Fragment>();
+const nodeFragment = `,"node":${JSON.stringify(data.node)}`;
 
 function checkpointNow(seq: number, hash: string): Checkpoint {
   return signCheckpoint(key, data.node, seq, hash, Date.now());
 }
 
-async function append(rows: unknown[], count: number, first: number): Promise<void> {
+async function append(rows: unknown[], count: number, first: number, release: number[] | undefined): Promise<void> {
   if (first !== headSeq + 1) {
     port.postMessage({ op: 'failed', first, message: `batch starts at seq ${first}, expected ${headSeq + 1}` });
+    return;
+  }
+  try {
+    for (let i = 0; i < count; i++) if (typeof rows[i * WIDTH] === 'number') expandCompact(rows, i * WIDTH, data.node, nodeFragment, fragments);
+  } catch (err) {
+    port.postMessage({ op: 'failed', first, message: (err as Error).message });
     return;
   }
   const hashes: string[] = new Array(count);
@@ -69,6 +79,7 @@ async function append(rows: unknown[], count: number, first: number): Promise<vo
   }
   headSeq = through;
   headHash = prev;
+  if (release !== undefined) for (const id of release) fragments.delete(id);
   if (checkpoints.length > 0) {
     checkpointSeq = through;
     checkpointAt = now;
@@ -114,7 +125,10 @@ async function init(): Promise<void> {
   port.on('message', (m: Incoming) => {
     switch (m.op) {
       case 'append':
-        queue = queue.then(() => append(m.rows, m.count, m.first));
+        queue = queue.then(() => append(m.rows, m.count, m.first, m.release));
+        break;
+      case 'frag':
+        fragments.set(m.id, m.f);
         break;
       case 'checkpoint':
         queue = queue.then(checkpoint);

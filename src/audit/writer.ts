@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { AuditUnavailable, ConfigError } from '../errors.js';
 import type { StoreSpec } from '../store/open.js';
 import { canonicalJson, COLUMN_COUNT, eventColumns, type AuditEvent, type EventInput, type EventType } from './event.js';
+import type { Fragment } from './compact.js';
 import type { WriterThreadData } from './writer-thread.js';
 
 export interface AuditWriterOptions {
@@ -78,6 +79,9 @@ export class AuditWriter {
   #closing: Promise<void> | undefined;
   #closed = false;
   #onCheckpoint: ((seq: number) => void) | undefined;
+  #fragmentId = 0;
+  /** Fragment ids to forget once a chunk is written, by chunk. */
+  readonly #releases = new WeakMap<unknown[], number[]>();
 
   constructor(opts: AuditWriterOptions) {
     this.node = opts.node;
@@ -185,6 +189,30 @@ export class AuditWriter {
     return this.#tail;
   }
 
+  /**
+   * Register a fragment for compact events (src/audit/compact.ts); returns its id. Sent to the
+   * thread at once, so it arrives before any batch that refers to it.
+   */
+  fragment(f: Fragment): number {
+    const id = ++this.#fragmentId;
+    this.#worker?.postMessage({ op: 'frag', id, f });
+    return id;
+  }
+
+  /** Forget fragments once the events queued so far (which may refer to them) are written. */
+  release(ids: readonly number[]): void {
+    if (ids.length === 0) return;
+    let list = this.#releases.get(this.#tail);
+    if (list === undefined) this.#releases.set(this.#tail, (list = []));
+    list.push(...ids);
+  }
+
+  /** Queue a compact statement event (see src/audit/compact.ts for the slots). */
+  pushCompact(tag: number, seq: number, ts: number, session: number, decision: number, statement: number | string, durationMs: number, rows: number, affects: number, command: string | null, sqlstate: string | null, refusedBy: string | null, masked: string | null): void {
+    this.#chunk().push(tag, seq, ts, session, decision, statement, durationMs, rows, affects, command, sqlstate, refusedBy, masked);
+    this.#schedule();
+  }
+
   /** Resolves once event `seq` is committed; rejects with AuditUnavailable if the store fails first. */
   durable(seq: number): Promise<void> {
     if (seq <= this.#committed) return Promise.resolve();
@@ -235,7 +263,7 @@ export class AuditWriter {
     this.#pendingFirst += count;
     this.#inflight.push({ rows, first, count });
     this.#inflightCount += count;
-    this.#worker.postMessage({ op: 'append', rows, count, first });
+    this.#worker.postMessage({ op: 'append', rows, count, first, release: this.#releases.get(rows) });
   }
 
   #onMessage(m: { op: string; through?: number; message?: string; seq?: number; first?: number }): void {
