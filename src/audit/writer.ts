@@ -16,7 +16,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { AuditUnavailable, ConfigError } from '../errors.js';
 import type { StoreSpec } from '../store/open.js';
-import { canonicalJson, COLUMN_COUNT, eventColumns, type AuditEvent, type EventInput, type EventType } from './event.js';
+import { canonicalJson, COLUMN_COUNT, eventColumns, type AuditEvent, type EventInput } from './event.js';
 import type { Fragment } from './compact.js';
 import type { WriterThreadData } from './writer-thread.js';
 
@@ -165,18 +165,9 @@ export class AuditWriter {
     return seq;
   }
 
-  /** Next sequence number and timestamp, for callers that encode the body themselves (the hot path). */
+  /** Next sequence number, for compact events (the hot path; see pushCompact). */
   next(): number {
     return ++this.#seq;
-  }
-
-  /**
-   * Queue an event encoded by the caller: `body` must be the canonical JSON of an event whose
-   * seq is `seq` (from `next()`, in order) and whose columns are the values given.
-   */
-  push(seq: number, ts: number, type: EventType, session: string | null, identity: string | null, onBehalfOf: string | null, connection: string | null, environment: string | null, kind: string | null, tables: string | null, decision: string | null, body: string): void {
-    this.#chunk().push(this.node, seq, ts, type, session, identity, onBehalfOf, connection, environment, kind, tables, decision, body);
-    this.#schedule();
   }
 
   /** The chunk to append one event to. */
