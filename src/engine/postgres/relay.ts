@@ -1072,7 +1072,8 @@ export class PgRelay {
     if (offs.length < 2 * n) offs = this.#rowOffsets = new Int32Array(2 * n + 16);
     for (let i = 0; i < n; i++) {
       if (p + 4 > end) throw new ProtocolError('message is shorter than its contents require');
-      const len = frame.readInt32BE(p);
+      // Inlined big-endian int32 (readInt32BE's checks cost more than the read, per value per row).
+      const len = (frame[p]! << 24) | (frame[p + 1]! << 16) | (frame[p + 2]! << 8) | frame[p + 3]!;
       p += 4;
       if (len > end - p) throw new ProtocolError('message is shorter than its contents require');
       offs[2 * i] = p;
