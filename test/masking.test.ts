@@ -957,3 +957,55 @@ describe('masking with a rule that names only some classes', () => {
     }
   });
 });
+
+/** `refuse_predicates`: filtering, joining or sorting on a masked column is refused (inference by filtering). */
+describe('masking with refuse_predicates', () => {
+  let db: Db;
+  let proxy: TestProxy;
+  const dir = mkdtempSync(join(tmpdir(), 'gh-mask3-'));
+
+  before(async () => {
+    db = await createTestDatabase('gh_mask');
+    await direct(db.name, `CREATE TABLE customers (id int PRIMARY KEY, email text, phone text);
+      CREATE TABLE orders (id int PRIMARY KEY, customer_id int, contact_email text);
+      INSERT INTO customers VALUES (1, 'alice@example.com', '+1 415-555-2671');
+      INSERT INTO orders VALUES (10, 1, 'alice@example.com')`);
+    const policyFile = join(dir, 'policy.yaml');
+    writeFileSync(
+      policyFile,
+      `rules:
+  - id: test.mask-strict
+    when: connection.environment == "production" && !("dba" in identity.groups)
+    action: mask
+    mask: { email: email }
+    refuse_predicates: true
+`,
+    );
+    proxy = await startProxy({ database: db.name, stateDir: join(dir, 'state'), logStatements: false, extraYaml: `policy: { files: [${policyFile}], watch: false }\naudit: { enabled: false }\n` });
+  });
+
+  after(async () => {
+    await proxy?.close();
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const refused = (e: Error & { code?: string }): boolean => e.code === '42501' && /masked column "email".*gatehouse\.mask-predicate/s.test(`${e.message}`);
+
+  it('refuses WHERE, ORDER BY and JOIN ON over a masked column, in both protocols; the session stays usable', async () => {
+    const c = await proxy.client({ user: 'carol', database: 'prod' });
+    await assert.rejects(c.query("SELECT id FROM customers WHERE email = 'alice@example.com'"), refused);
+    await assert.rejects(c.query('SELECT id FROM customers WHERE email = $1', ['alice@example.com']), refused);
+    await assert.rejects(c.query('SELECT id FROM customers ORDER BY email'), refused);
+    await assert.rejects(c.query('SELECT o.id FROM orders o JOIN customers c ON c.email = o.contact_email'), refused);
+    // Predicates on other columns are fine, and the masked column is still returned masked.
+    const r = await c.query('SELECT id, email FROM customers WHERE id = $1 ORDER BY phone', [1]);
+    assert.deepEqual(r.rows, [{ id: 1, email: 'a****@example.com' }]);
+  });
+
+  it('does not apply to an exempt identity', async () => {
+    const a = await proxy.client({ user: 'alice', database: 'prod' });
+    const r = await a.query("SELECT id FROM customers WHERE email = 'alice@example.com'");
+    assert.deepEqual(r.rows, [{ id: 1 }]);
+  });
+});

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import type { PipelinePlugin } from '../session/pipeline.js';
 import type { Catalog, Decision, Execution, MaskFunctionSpec, MaskPlan, ResultColumn, RowTransform, SessionInfo, Statement } from '../session/types.js';
 import { outputLineage, type OutputLineage, type SourceColumn } from '../sql/pg-lineage.js';
+import { predicateColumns } from '../sql/pg-predicates.js';
 import { isMaskClass, MASK_CLASSES, strictestOf, type MaskClass } from './classes.js';
 import { findSensitive } from './detectors.js';
 import { compileMasker, type Masker } from './functions.js';
@@ -36,6 +37,9 @@ export interface MaskingStageOptions {
 
 /** Rule id of the refusal of COPY TO under masking. */
 export const MASK_COPY_RULE = 'gatehouse.mask-copy';
+
+/** Rule id of the refusal of predicates on masked columns (`refuse_predicates`). */
+export const MASK_PREDICATE_RULE = 'gatehouse.mask-predicate';
 
 /** What failing closed masks an unresolvable column as. */
 const UNKNOWN: MaskClass = 'secret';
@@ -97,17 +101,58 @@ export class MaskingStage implements PipelinePlugin {
     return this.#names.classify(column);
   }
 
-  /** COPY TO sends rows as COPY data, which is not rewritten: refused while results are masked. */
+  /**
+   * COPY TO sends rows as COPY data, which is not rewritten: refused while results are masked.
+   * With `refuse_predicates`, so is a statement that filters, joins, groups or sorts on a masked
+   * column (the answer would reveal the clear values).
+   */
   decide(_s: SessionInfo, st: Statement): Decision | undefined {
     const d = st.decision;
-    if (d.masks === undefined || d.statement?.copyTo !== true) return undefined;
+    const plan = d.masks;
+    if (plan === undefined) return undefined;
+    if (d.statement?.copyTo === true) {
+      return {
+        action: 'deny',
+        ruleId: MASK_COPY_RULE,
+        message: `COPY ... TO is not available while your results are masked (rule ${plan.rules.join(', ')}); use SELECT`,
+        statement: d.statement,
+        matches: d.matches,
+      };
+    }
+    if (!plan.refusePredicates) return undefined;
+    const masked = this.#maskedPredicate(d, plan, st.text);
+    if (masked === null) return undefined;
     return {
       action: 'deny',
-      ruleId: MASK_COPY_RULE,
-      message: `COPY ... TO is not available while your results are masked (rule ${d.masks.rules.join(', ')}); use SELECT`,
+      ruleId: MASK_PREDICATE_RULE,
+      message: `filtering, joining or sorting on the masked column "${masked}" is not allowed (rule ${plan.rules.join(', ')})`,
       statement: d.statement,
       matches: d.matches,
     };
+  }
+
+  /** Per decision: the first masked column its predicates use, or null (cached by shape). */
+  readonly #predicates = new WeakMap<Decision, string | null>();
+
+  #maskedPredicate(d: Decision, plan: MaskPlan, text: string): string | null {
+    let hit = this.#predicates.get(d);
+    if (hit !== undefined) return hit;
+    hit = null;
+    const cols = predicateColumns(text);
+    const tables = d.statement?.tables ?? [];
+    for (const c of cols ?? []) {
+      // Classified against every table read (the name alone says nothing of the table): over-refuses rather than misses.
+      const classes = tables.length === 0 ? [this.#names.classify(c)] : tables.map((t) => {
+        const dot = t.lastIndexOf('.');
+        return this.classify(dot < 0 ? null : t.slice(0, dot), dot < 0 ? t : t.slice(dot + 1), c);
+      });
+      if (classes.some((cls) => cls !== null && plan.byClass.has(cls))) {
+        hit = c;
+        break;
+      }
+    }
+    this.#predicates.set(d, hit);
+    return hit;
   }
 
   result(session: SessionInfo, exec: Execution, columns: readonly ResultColumn[]): RowTransform | null | Promise<RowTransform | null> {

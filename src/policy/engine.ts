@@ -178,12 +178,12 @@ function maskPlan(rules: readonly CompiledRule[]): MaskPlan | undefined {
   if (rules.length === 0) return undefined;
   const byClass = new Map<string, MaskFunctionSpec>();
   for (const r of rules) for (const [c, f] of r.masks ?? []) if (!byClass.has(c)) byClass.set(c, f);
-  return { rules: rules.map((r) => r.id), byClass };
+  return { rules: rules.map((r) => r.id), byClass, refusePredicates: rules.some((r) => r.refusePredicates) };
 }
 
 function mergePlans(plans: readonly MaskPlan[]): MaskPlan {
   if (plans.length === 1) return plans[0]!;
   const byClass = new Map<string, MaskFunctionSpec>();
   for (const p of plans) for (const [c, f] of p.byClass) if (!byClass.has(c)) byClass.set(c, f);
-  return { rules: [...new Set(plans.flatMap((p) => p.rules))], byClass };
+  return { rules: [...new Set(plans.flatMap((p) => p.rules))], byClass, refusePredicates: plans.some((p) => p.refusePredicates) };
 }

@@ -67,6 +67,8 @@ const ruleSchema = z
     sqlstate: z.string().regex(/^[0-9A-Z]{5}$/).optional(),
     /** mask: class (or "all") -> function; absent = every class with its default function. */
     mask: z.record(z.string(), maskFunction).optional(),
+    /** mask: also refuse statements that filter, join, group or sort on a masked column. */
+    refuse_predicates: z.boolean().optional(),
   })
   .strict();
 
@@ -108,6 +110,8 @@ export interface CompiledRule {
   readonly sqlstate: string | undefined;
   /** mask rules: class -> function. */
   readonly masks: ReadonlyMap<string, MaskFunctionSpec> | undefined;
+  /** mask rules: refuse predicates on masked columns. */
+  readonly refusePredicates: boolean;
   /** The condition reads `context` or statement text: its result cannot be cached by shape. */
   readonly volatile: boolean;
   /** Built-in guardrail: evaluated only on connections with guardrails on. */
@@ -128,6 +132,7 @@ export function compileRule(spec: RuleSpec, where: string, guardrail: boolean): 
   const problems = unknownFields((test as unknown as { ast: unknown }).ast);
   if (problems.length > 0) throw new ConfigError(`${where}: rule "${spec.id}": invalid condition: ${problems[0]}`);
   if (spec.mask !== undefined && spec.action !== 'mask') throw new ConfigError(`${where}: rule "${spec.id}": "mask" is only for action mask`);
+  if (spec.refuse_predicates !== undefined && spec.action !== 'mask') throw new ConfigError(`${where}: rule "${spec.id}": "refuse_predicates" is only for action mask`);
   return {
     id: spec.id,
     description: spec.description ?? '',
@@ -141,6 +146,7 @@ export function compileRule(spec: RuleSpec, where: string, guardrail: boolean): 
     maxRows: spec.max_rows,
     sqlstate: spec.sqlstate,
     masks: spec.action === 'mask' ? compileMasks(spec, where) : undefined,
+    refusePredicates: spec.refuse_predicates === true,
     volatile: /\bcontext\b|\.text\b/.test(spec.when),
     guardrail,
   };

@@ -121,6 +121,8 @@ export interface MaskPlan {
   readonly rules: readonly string[];
   /** Class -> function; the first matching rule that names a class decides it. */
   readonly byClass: ReadonlyMap<string, MaskFunctionSpec>;
+  /** Refuse statements that filter, join, group or sort on a masked column (inference by filtering). */
+  readonly refusePredicates: boolean;
 }
 
 export interface Decision {
