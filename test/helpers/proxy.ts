@@ -42,6 +42,18 @@ export interface ProxyOptions {
   stateDir?: string;
 }
 
+/** A state directory for a configuration whose caller gives none, removed when the test process exits. */
+const scratchDirs: string[] = [];
+process.once('exit', () => {
+  for (const d of scratchDirs) rmSync(d, { recursive: true, force: true });
+});
+
+function scratchStateDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gh-state-'));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 export function configYaml(o: ProxyOptions & { pgPort?: number; httpPort?: number }): string {
   const host = o.upstreamHost ?? PG_HOST;
   const port = o.upstreamPort ?? PG_PORT;
@@ -64,7 +76,7 @@ users:
 ${USERS.map((u) => `  - { name: ${u.name}, groups: [${u.groups.join(', ')}], password: "${verifiers.get(u.name)}" }`).join('\n')}
 log: { level: ${process.env.GATEHOUSE_TEST_LOG ?? 'silent'}, statements: ${o.logStatements ?? true} }
 server: { shutdown_timeout: ${o.shutdownTimeout ?? '5s'} }
-${o.extraYaml?.includes('state:') ? '' : `state: { dir: ${o.stateDir ?? mkdtempSync(join(tmpdir(), 'gh-state-'))} }`}
+${o.extraYaml?.includes('state:') ? '' : `state: { dir: ${o.stateDir ?? scratchStateDir()} }`}
 ${o.extraYaml ?? ''}
 `;
 }

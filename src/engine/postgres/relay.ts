@@ -1098,10 +1098,10 @@ export class PgRelay {
     else for (let k = 0; same && k < touches.length; k++) same = touches[k]! >= n || out[touches[k]!] === before[touches[k]!];
     if (same) return FORWARD;
     // Size of the new frame: tag, length, count, then each value's length and bytes. Columns the
-    // transform does not touch were never read into `values`: they are copied from the frame.
+    // transform does not touch were never read into `values` (still undefined): copied from the frame.
     let size = 7;
     for (let i = 0; i < out.length; i++) {
-      const v = i < n && touches !== undefined && !touches.includes(i) ? undefined : out[i];
+      const v = i < n ? out[i] : (out[i] ?? null);
       size += 4 + (v === undefined ? Math.max(0, offs[2 * i + 1]!) : v === null ? 0 : v.length);
     }
     let arena = this.#arena;
@@ -1116,7 +1116,7 @@ export class PgRelay {
     arena.writeInt16BE(out.length, o + 5);
     o += 7;
     for (let i = 0; i < out.length; i++) {
-      const v = i < n && touches !== undefined && !touches.includes(i) ? undefined : out[i];
+      const v = i < n ? out[i] : (out[i] ?? null);
       if (v === undefined) {
         const len = offs[2 * i + 1]!;
         arena.writeInt32BE(len, o);
