@@ -69,7 +69,7 @@ function check(opts: { config: string }): void {
   const loaded = loadConfig(opts.config);
   const policy = loadPolicy(loaded);
   // The masking classification (classes, column keys, name rules) is checked when the stage is built.
-  new MaskingStage({ columns: loaded.config.masking.columns, nameRules: loaded.config.masking.name_rules, nameDefaults: loaded.config.masking.name_defaults, hashKey: Buffer.alloc(32), logger: pino({ level: 'silent' }) });
+  new MaskingStage({ columns: loaded.config.masking.columns, nameRules: loaded.config.masking.name_rules, nameDefaults: loaded.config.masking.name_defaults, hashKey: Buffer.alloc(32), logger: pino({ level: 'silent' }), file: loaded.file });
   // Loads and checks every JWKS file of the auth.jwt providers.
   new JwtAuthenticator(loaded.config.auth.jwt, (p) => resolve(dirname(loaded.file), p), opts.config);
   const c = loaded.config;

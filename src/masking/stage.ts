@@ -33,6 +33,8 @@ export interface MaskingStageOptions {
   /** HMAC key of the hash function. */
   readonly hashKey: Buffer;
   readonly logger: Logger;
+  /** The configuration file, named in errors. */
+  readonly file?: string;
 }
 
 /** Rule id of the refusal of COPY TO under masking. */
@@ -74,10 +76,11 @@ export class MaskingStage implements PipelinePlugin {
 
   constructor(opts: MaskingStageOptions) {
     this.#names = createNameClassifier({ rules: opts.nameRules.map((r) => ({ pattern: r.pattern, class: r.class as MaskClass | 'none' })), defaults: opts.nameDefaults });
+    const where = opts.file !== undefined ? `${opts.file}: masking.columns` : 'masking.columns';
     for (const [key, cls] of Object.entries(opts.columns)) {
       const parts = key.toLowerCase().split('.');
-      if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '')) throw new ConfigError(`masking.columns: "${key}": expected "schema.table.column" or "table.column"`);
-      if (cls !== 'none' && !isMaskClass(cls)) throw new ConfigError(`masking.columns: "${key}": unknown class "${cls}" (expected none or one of ${MASK_CLASSES.join(', ')})`);
+      if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '')) throw new ConfigError(`${where}: "${key}": expected "schema.table.column" or "table.column"`);
+      if (cls !== 'none' && !isMaskClass(cls)) throw new ConfigError(`${where}: "${key}": unknown class "${cls}" (expected none or one of ${MASK_CLASSES.join(', ')})`);
       this.#explicit.set(parts.join('.'), cls === 'none' ? null : cls);
     }
     this.#key = opts.hashKey;

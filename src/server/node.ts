@@ -93,6 +93,7 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
     nameDefaults: config.masking.name_defaults,
     hashKey: loadMaskingKey(loaded),
     logger,
+    file: loaded.file,
   });
   const plugins: PipelinePlugin[] = [policy, masking, ...(opts.plugins ?? [])];
   if (config.audit.enabled) {
