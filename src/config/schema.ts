@@ -192,6 +192,21 @@ const auditSink = z.discriminatedUnion('type', [
     .strict(),
 ]);
 
+/** A notification target of approval requests (`approvals.notify`). */
+const approvalNotifier = z
+  .object({
+    /** webhook: the request as JSON; slack: a Slack-compatible incoming-webhook message. */
+    type: z.enum(['webhook', 'slack']),
+    name: z.string().regex(NAME, 'expected a name of letters, digits, "_", "." and "-"'),
+    url: z.string().url(),
+    headers: z.record(z.string(), z.string()).default({}),
+    timeout: duration.default(10_000),
+    /** Attempts after the first failure (backoff doubles from 1s up to max_backoff). */
+    retries: z.number().int().min(0).max(50).default(5),
+    max_backoff: duration.default(60_000),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     listeners: z
@@ -302,6 +317,23 @@ export const configSchema = z
         /** HMAC key for the hash function (pseudonyms): an environment variable or a file; default <state.dir>/masking.key, created at first use. */
         hash_key_env: z.string().optional(),
         hash_key_file: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
+    approvals: z
+      .object({
+        /** Approver groups of require_approval rules that name none. */
+        groups: z.array(z.string()).default([]),
+        /** How long a request stays pending (rules may set their own). */
+        expires: duration.default(600_000),
+        /** How long an approved request may be run by sending the statement again (retry mode, or a waiting client that went away). */
+        run_window: duration.default(3_600_000),
+        /** How often a held statement checks the store for a decision made on another node. */
+        poll_interval: duration.default(1000),
+        /** Base URL of links in notifications and notices (default: the HTTP listener's address). */
+        public_url: z.string().url().optional(),
+        /** Told when a request is created and when it is decided. */
+        notify: z.array(approvalNotifier).default([]),
       })
       .strict()
       .prefault({}),

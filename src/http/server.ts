@@ -17,8 +17,9 @@ export function createHttpServer(h: HttpHandlers): Server {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' });
+    // The API checks its own methods (approvals take POST); everything else is read-only.
     if (h.api !== undefined && h.api(req, res)) return;
+    if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' });
     switch (path) {
       case '/healthz':
         return json(200, { status: 'ok' });

@@ -87,6 +87,7 @@ export class PolicyEngine {
     let best: CompiledRule | undefined;
     let cap: CompiledRule | undefined;
     const maskRules: CompiledRule[] = [];
+    let auto: CompiledRule | undefined;
     let volatile = false;
     let ctx: Record<string, unknown> | undefined;
     for (const rule of this.rules) {
@@ -108,6 +109,9 @@ export class PolicyEngine {
       if (rule.mode !== 'enforce') continue;
       if (rule.action === 'limit_rows') {
         if (!cap || rule.maxRows! < cap.maxRows!) cap = rule;
+      } else if (rule.action === 'auto_approve') {
+        // A modifier: approves what another rule requires approval for.
+        auto ??= rule;
       } else if (rule.action === 'mask') {
         // A modifier, like limit_rows: it masks what another rule or the default allows.
         maskRules.push(rule);
@@ -119,6 +123,7 @@ export class PolicyEngine {
     const masks = maskPlan(maskRules);
     if (best) {
       const action = best.action === 'allow' && masks ? 'mask' : (best.action as PolicyAction);
+      const approval = best.approval === undefined ? undefined : auto === undefined ? best.approval : { ...best.approval, autoApprovedBy: auto.id };
       return {
         volatile,
         decision: {
@@ -128,7 +133,8 @@ export class PolicyEngine {
           sqlstate: best.sqlstate,
           matches,
           rowCap: best.action === 'deny' ? undefined : rowCap,
-          masks: action === 'mask' ? masks : undefined,
+          masks: action === 'mask' || action === 'require_approval' ? masks : undefined,
+          approval,
         },
       };
     }
@@ -166,7 +172,7 @@ export class PolicyEngine {
       action: permitted && masks ? 'mask' : best.action,
       matches,
       rowCap: best.action === 'deny' ? undefined : rowCap,
-      masks: permitted ? masks : undefined,
+      masks: permitted || best.action === 'require_approval' ? masks : undefined,
     };
   }
 }

@@ -10,7 +10,8 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { unknownFields } from './fields.js';
 import { MASK_CLASSES, MASK_FUNCTIONS } from '../masking/index.js';
-import type { MaskFunctionSpec } from '../session/types.js';
+import type { ApprovalPlan, MaskFunctionSpec } from '../session/types.js';
+import { duration } from '../config/schema.js';
 
 /** Functions a mask rule may name: the masking functions, and scrub (detectors inside free text). */
 export const RULE_MASK_FUNCTIONS = [...MASK_FUNCTIONS, 'scrub'] as const;
@@ -46,7 +47,7 @@ export const DEFAULT_MASKS: Readonly<Record<(typeof MASK_CLASSES)[number], MaskF
   free_text: { fn: 'scrub' },
 };
 
-export const RULE_ACTIONS = ['allow', 'deny', 'require_approval', 'mask', 'limit_rows', 'audit'] as const;
+export const RULE_ACTIONS = ['allow', 'deny', 'require_approval', 'auto_approve', 'mask', 'limit_rows', 'audit'] as const;
 export type RuleAction = (typeof RULE_ACTIONS)[number];
 
 const ruleSchema = z
@@ -69,6 +70,22 @@ const ruleSchema = z
     mask: z.record(z.string(), maskFunction).optional(),
     /** mask: also refuse statements that filter, join, group or sort on a masked column. */
     refuse_predicates: z.boolean().optional(),
+    /** require_approval: who approves, how the client waits, how long the request lives. */
+    approval: z
+      .object({
+        /** wait: the statement is held until decided; retry: refused now, runs once when sent again after approval. */
+        mode: z.enum(['wait', 'retry']).optional(),
+        /** Approver groups (default approvals.groups). */
+        groups: z.array(z.string().min(1)).min(1).optional(),
+        /** Distinct approvers needed. */
+        count: z.number().int().min(1).max(20).optional(),
+        /** How long the request stays pending (default approvals.expires). */
+        expires: duration.optional(),
+        /** How long an approved request may be run by sending it again (default approvals.run_window). */
+        run_window: duration.optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -112,6 +129,8 @@ export interface CompiledRule {
   readonly masks: ReadonlyMap<string, MaskFunctionSpec> | undefined;
   /** mask rules: refuse predicates on masked columns. */
   readonly refusePredicates: boolean;
+  /** require_approval rules: the approval asked for. */
+  readonly approval: ApprovalPlan | undefined;
   /** The condition reads `context` or statement text: its result cannot be cached by shape. */
   readonly volatile: boolean;
   /** Built-in guardrail: evaluated only on connections with guardrails on. */
@@ -133,6 +152,7 @@ export function compileRule(spec: RuleSpec, where: string, guardrail: boolean): 
   if (problems.length > 0) throw new ConfigError(`${where}: rule "${spec.id}": invalid condition: ${problems[0]}`);
   if (spec.mask !== undefined && spec.action !== 'mask') throw new ConfigError(`${where}: rule "${spec.id}": "mask" is only for action mask`);
   if (spec.refuse_predicates !== undefined && spec.action !== 'mask') throw new ConfigError(`${where}: rule "${spec.id}": "refuse_predicates" is only for action mask`);
+  if (spec.approval !== undefined && spec.action !== 'require_approval') throw new ConfigError(`${where}: rule "${spec.id}": "approval" is only for action require_approval`);
   return {
     id: spec.id,
     description: spec.description ?? '',
@@ -147,6 +167,16 @@ export function compileRule(spec: RuleSpec, where: string, guardrail: boolean): 
     sqlstate: spec.sqlstate,
     masks: spec.action === 'mask' ? compileMasks(spec, where) : undefined,
     refusePredicates: spec.refuse_predicates === true,
+    approval:
+      spec.action === 'require_approval'
+        ? {
+            mode: spec.approval?.mode ?? 'wait',
+            groups: spec.approval?.groups,
+            quorum: spec.approval?.count ?? 1,
+            expiresMs: spec.approval?.expires,
+            runWindowMs: spec.approval?.run_window,
+          }
+        : undefined,
     volatile: /\bcontext\b|\.text\b/.test(spec.when),
     guardrail,
   };

@@ -14,7 +14,7 @@ import { createLogger } from './logger.js';
 import { startNode } from './node.js';
 import { ensureSigningKey, nodeIdOf, publicKeyPath } from '../audit/setup.js';
 import { recordDirect } from '../audit/direct.js';
-import { startAuditServices, type AuditServices } from './audit-services.js';
+import { startServices, type NodeServices } from './services.js';
 import { openStore, storeSpec } from '../store/open.js';
 import type { Store } from '../store/sqlite-store.js';
 import { JwtAuthenticator } from '../identity/jwt.js';
@@ -82,21 +82,25 @@ export async function runPrimary(loaded: LoadedConfig, workers: number, configFi
   };
   for (let i = 0; i < workers; i++) fork(i);
 
-  // The primary serves HTTP, so it runs the audit API, sinks and retention; its own events
-  // (retention runs) go to a writer of their own.
-  let store: Store | undefined;
-  let services: AuditServices | undefined;
-  if (config.audit.enabled) {
-    store = await openStore(storeSpec(loaded));
+  // The primary serves HTTP, so it runs the APIs, sinks, retention and the approvals sweeper; its
+  // own events (retention runs, decisions through the API) go to a writer of their own.
+  const store: Store = await openStore(storeSpec(loaded));
+  let services: NodeServices | undefined;
+  if (config.listeners.http) {
     const s = store;
-    const { key } = ensureSigningKey(loaded);
     const jwt = config.auth.jwt.length > 0 ? new JwtAuthenticator(config.auth.jwt, (p) => resolve(dirname(loaded.file), p), loaded.file) : null;
     const credentials = new CredentialAuthenticator(jwt, config.auth.tokens ? s.tokens : null);
-    services = startAuditServices(loaded, s, {
+    const key = config.audit.enabled ? ensureSigningKey(loaded).key : undefined;
+    const { host, port } = config.listeners.http;
+    services = startServices(loaded, s, {
       logger,
       users: new LocalUsers(config.users, loaded.file),
       credentials: credentials.enabled ? credentials : null,
-      record: (e) => void recordDirect(s.audit, `${nodeIdOf(loaded)}.primary`, key, [e]).catch((err: Error) => logger.error({ event: 'audit_record_failed', alert: true, reason: err.message }, 'ALERT: could not record an audit event')),
+      record:
+        key === undefined
+          ? undefined
+          : (e) => void recordDirect(s.audit, `${nodeIdOf(loaded)}.primary`, key, [e]).catch((err: Error) => logger.error({ event: 'audit_record_failed', alert: true, reason: err.message }, 'ALERT: could not record an audit event')),
+      publicUrl: () => config.approvals.public_url?.replace(/\/+$/, '') ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     });
   }
   let http: HttpServer | undefined;
@@ -144,7 +148,7 @@ export async function runPrimary(loaded: LoadedConfig, workers: number, configFi
   http?.closeAllConnections();
   http?.close();
   await services?.stop();
-  await store?.close();
+  await store.close();
   logger.info({ event: 'stopped' }, 'Gatehouse stopped');
   logger.flush();
 }

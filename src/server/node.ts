@@ -15,10 +15,13 @@ import { JwtAuthenticator } from '../identity/jwt.js';
 import { CredentialAuthenticator } from '../identity/credentials.js';
 import { openStore, storeSpec } from '../store/open.js';
 import type { Store } from '../store/sqlite-store.js';
+import type { EventInput } from '../audit/event.js';
 import { AuditWriter } from '../audit/writer.js';
 import { AuditStage } from '../audit/stage.js';
 import { ensureSigningKey, nodeIdOf, publicKeyPath } from '../audit/setup.js';
-import { startAuditServices } from './audit-services.js';
+import { startServices, type NodeServices } from './services.js';
+import { ApprovalStage } from '../approvals/stage.js';
+import { createNotifier, type Notifier } from '../approvals/notify.js';
 import { MaskingStage } from '../masking/stage.js';
 import { loadMaskingKey } from '../masking/key.js';
 import { AuthRateLimiter } from '../identity/rate-limit.js';
@@ -48,8 +51,9 @@ export interface GatehouseNode {
   readonly policy: PolicyStage;
   /** The audit writer (null when audit.enabled is false). */
   readonly audit: AuditWriter | null;
-  /** The state store, when this node opened one (tokens). */
-  readonly store: Store | null;
+  /** The state store (tokens, approvals; the audit API reads it). */
+  readonly store: Store;
+  readonly approvals: ApprovalStage;
   /** Reload the policy files; keeps the previous policy (and says why) if they are invalid. */
   reloadPolicy(): boolean;
   /** Bound PostgreSQL port. */
@@ -117,22 +121,38 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
     plugins.push(new AuditStage(audit, { durableEnvironments: a.durable_environments, statementText: a.statement_text, refuseReadsOnFailure: a.on_store_failure.reads === 'refuse' }));
     audit.record({ type: 'node.start', detail: { pid: process.pid, worker: workerIndex, config: loaded.file, policy_files: loaded.policyFiles, rules: policy.engine.rules.length, connections: [...loaded.connections.keys()] } });
   }
-  plugins.push(metrics.plugin());
-  if (config.log.statements) plugins.push(statementLog(logger));
-  const pipeline = createPipeline(plugins);
-  // The store on the event loop: issued tokens, and (where HTTP is served) the audit API, sinks
-  // and retention. The audit writer has its own connection on its thread.
-  const servesAudit = audit !== null && opts.http !== false;
-  let store: Store | null = null;
+  // The store on the event loop: issued tokens, approval requests, and (where HTTP is served) the
+  // APIs, sinks and retention. The audit writer has its own connection on its thread.
+  let store: Store;
   try {
-    store = config.auth.tokens || servesAudit ? await openStore(storeSpec(loaded)) : null;
+    store = await openStore(storeSpec(loaded));
   } catch (err) {
     await audit?.close();
     throw err;
   }
-  const credentials = new CredentialAuthenticator(jwt, config.auth.tokens ? (store?.tokens ?? null) : null);
+  const credentials = new CredentialAuthenticator(jwt, config.auth.tokens ? store.tokens : null);
   const writer = audit;
-  const services = servesAudit && store !== null && writer !== null ? startAuditServices(loaded, store, { logger, users, credentials: credentials.enabled ? credentials : null, record: (e) => void writer.record(e) }) : null;
+  const record = writer === null ? undefined : (e: EventInput): void => void writer.record(e);
+  const ap = config.approvals;
+  let publicUrl: string | undefined = ap.public_url?.replace(/\/+$/, '');
+  const approvals = new ApprovalStage({
+    store: store.approvals,
+    node: opts.http === false ? `${nodeId}.w${workerIndex}` : nodeId,
+    record,
+    logger,
+    groups: ap.groups,
+    expiresMs: ap.expires,
+    runWindowMs: ap.run_window,
+    pollMs: ap.poll_interval,
+    publicUrl: () => publicUrl,
+    // Made once the HTTP address (for links) is known, before any session starts.
+    notifier: { notify: (e, r) => notifier?.notify(e, r), stop: async () => {} },
+  });
+  let notifier: Notifier | undefined;
+  plugins.push(approvals, metrics.plugin());
+  if (config.log.statements) plugins.push(statementLog(logger));
+  const pipeline = createPipeline(plugins);
+  let services: NodeServices | null = null;
   const rl = config.auth.rate_limit;
   const limiter = new AuthRateLimiter({ maxFailures: rl.max_failures, maxFailuresPerAddress: rl.max_failures_per_address, windowMs: rl.window, lockoutMs: rl.lockout });
   const engine = new PostgresEngine({
@@ -156,9 +176,8 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
   try {
     pgPort = await listen(pgServer, pgListener.host, pgListener.port, 'listeners.postgres');
   } catch (err) {
-    await services?.stop();
     await audit?.close();
-    await store?.close();
+    await store.close();
     throw err;
   }
 
@@ -168,18 +187,23 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
     httpServer = createHttpServer({
       ready: () => ready,
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-      api: services?.api,
+      api: (req, res) => services?.api(req, res) ?? false,
     });
     try {
       httpPort = await listen(httpServer, config.listeners.http.host, config.listeners.http.port, 'listeners.http');
     } catch (err) {
       pgServer.close();
-      await services?.stop();
       await audit?.close();
-      await store?.close();
+      await store.close();
       throw err;
     }
+    publicUrl ??= `http://${urlHost(config.listeners.http.host)}:${httpPort}`;
+    const url = publicUrl;
+    notifier = createNotifier(config.approvals.notify, { logger, publicUrl: url });
+    services = startServices(loaded, store, { logger, users, credentials: credentials.enabled ? credentials : null, record, onDecided: (id) => approvals.decided(id), publicUrl: () => url, notifier });
   }
+  // A worker without HTTP still tells of the requests it creates (links from approvals.public_url).
+  notifier ??= createNotifier(config.approvals.notify, { logger, publicUrl: publicUrl ?? '' });
   ready = true;
   logger.info({ event: 'listening', postgres: `${pgListener.host}:${pgPort}`, http: httpPort === undefined ? undefined : `${config.listeners.http!.host}:${httpPort}`, connections: [...loaded.connections.keys()] }, 'Gatehouse is ready');
 
@@ -204,6 +228,8 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
       unwatch();
       logger.info({ event: 'shutdown', sessions: engine.sessionCount, timeout_ms: config.server.shutdown_timeout }, 'shutting down: no new connections, waiting for in-flight statements');
       const closed = new Promise<void>((resolve) => pgServer.close(() => resolve()));
+      // Held statements get an error now (their requests stay pending and approvable).
+      approvals.stop();
       engine.drain();
       const deadline = Date.now() + config.server.shutdown_timeout;
       while (engine.connectionCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -219,7 +245,8 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
         await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
       }
       await services?.stop();
-      await store?.close();
+      if (services === null) await notifier?.stop(2000);
+      await store.close();
       if (audit !== null) {
         audit.record({ type: 'node.stop', detail: { pid: process.pid, worker: workerIndex } });
         await audit.close();
@@ -228,5 +255,12 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
       logger.flush();
     })());
 
-  return { logger, metrics, engine, policy, audit, store, reloadPolicy, pgPort, httpPort, shutdown };
+  return { logger, metrics, engine, policy, audit, store, approvals, reloadPolicy, pgPort, httpPort, shutdown };
+}
+
+/** A listener host as it goes in a URL (IPv6 in brackets; a wildcard address as loopback). */
+function urlHost(host: string): string {
+  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
+  if (host === '::') return '[::1]';
+  return host.includes(':') ? `[${host}]` : host;
 }

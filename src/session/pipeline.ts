@@ -7,6 +7,9 @@
  *   decide   before the statement reaches the database -> Decision (sync, or a promise when a
  *            stage must wait, e.g. for an approval or a durable audit record); a later stage
  *            sees the earlier stages' decision in `statement.decision`
+ *   approve  when a decision is require_approval: the approvals stage turns it into a
+ *            permission (approved, possibly after waiting) or a refusal; the remaining deciders
+ *            then run on the permission
  *   admit    before each execution of an already decided prepared statement (extended
  *            protocol Execute) -> undefined to go ahead now, or a promise of undefined (go
  *            ahead) or of a refusal
@@ -26,6 +29,10 @@ export interface PipelinePlugin {
   result?(session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]): RowTransform | null | Promise<RowTransform | null>;
   /** Rewrite a text the database sends about a statement (error and notice messages) before the client sees it. */
   scrub?(session: SessionInfo, statement: Statement, text: string): string;
+  /** A require_approval decision -> allowed (approved) or refused, possibly after waiting. */
+  approve?(session: SessionInfo, statement: Statement, decision: Decision): Decision | Promise<Decision>;
+  /** The client asked to cancel what its session is running (CancelRequest): stop waiting. */
+  interrupt?(session: SessionInfo): void;
   /** Before an Execute of a prepared statement: wait (promise) or refuse. */
   admit?(session: SessionInfo, statement: Statement): Promise<Decision | undefined> | undefined;
   complete?(session: SessionInfo, execution: Execution): void;
@@ -40,6 +47,7 @@ export interface Pipeline {
   readonly result: ((session: SessionInfo, execution: Execution, columns: readonly ResultColumn[]) => RowTransform | null | Promise<RowTransform | null>) | null;
   readonly complete: ((session: SessionInfo, execution: Execution) => void) | null;
   readonly admit: ((session: SessionInfo, statement: Statement) => Promise<Decision | undefined> | undefined) | null;
+  readonly interrupt: ((session: SessionInfo) => void) | null;
   readonly scrub: ((session: SessionInfo, statement: Statement, text: string) => string) | null;
   readonly sessionEnd: ((session: SessionInfo, reason: string) => void) | null;
   readonly connectionEvent: ((event: ConnectionEvent) => void) | null;
@@ -59,26 +67,39 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
   const admits = plugins.filter((p) => p.admit).map((p) => p.admit!.bind(p));
   const connEvents = plugins.filter((p) => p.connectionEvent).map((p) => p.connectionEvent!.bind(p));
   const scrubs = plugins.filter((p) => p.scrub).map((p) => p.scrub!.bind(p));
+  const interrupts = plugins.filter((p) => p.interrupt).map((p) => p.interrupt!.bind(p));
+  const approvers = plugins.filter((p) => p.approve);
+  if (approvers.length > 1) throw new Error(`only one pipeline stage may approve (${approvers.map((p) => p.name).join(', ')})`);
+  const approve = approvers.length === 0 ? null : approvers[0]!.approve!.bind(approvers[0]!);
 
   const decide =
     deciders.length === 0
       ? null
       : (session: SessionInfo, statement: Statement): Decision | Promise<Decision> => {
-          // Runs deciders in order without awaiting the synchronous ones; the first deny wins.
+          // Runs deciders in order without awaiting the synchronous ones; the first refusal wins.
+          // A require_approval decision goes to the approving stage first (without one, it refuses).
           let last: Decision = ALLOW;
           statement.decision = ALLOW;
+          const resolve = (d: Decision): Decision | Promise<Decision> => (approve !== null && d.action === 'require_approval' ? approve(session, statement, d) : d);
+          const after = (d: Decision, next: number): Decision | Promise<Decision> => {
+            if (!permits(d)) return d;
+            statement.decision = last = d;
+            return step(next);
+          };
           const step = (i: number): Decision | Promise<Decision> => {
             for (; i < deciders.length; i++) {
-              const d = deciders[i]!(session, statement);
-              if (d === undefined) continue;
-              if (isPromise<Decision | undefined>(d)) {
-                const next = i + 1;
-                return d.then((r) => {
-                  if (r && !permits(r)) return r;
-                  if (r) statement.decision = last = r;
-                  return step(next);
+              const raw = deciders[i]!(session, statement);
+              if (raw === undefined) continue;
+              const next = i + 1;
+              if (isPromise<Decision | undefined>(raw)) {
+                return raw.then((r) => {
+                  if (r === undefined) return step(next);
+                  const d = resolve(r);
+                  return isPromise<Decision>(d) ? d.then((x) => after(x, next)) : after(d, next);
                 });
               }
+              const d = resolve(raw);
+              if (isPromise<Decision>(d)) return d.then((x) => after(x, next));
               if (!permits(d)) return d;
               statement.decision = last = d;
             }
@@ -128,6 +149,7 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
               };
               return step(0);
             },
+    interrupt: interrupts.length === 0 ? null : (s) => interrupts.forEach((f) => f(s)),
     scrub: scrubs.length === 0 ? null : (s, st, text) => scrubs.reduce((t, f) => f(s, st, t), text),
     sessionEnd: ends.length === 0 ? null : (s, r) => ends.forEach((f) => f(s, r)),
     connectionEvent: connEvents.length === 0 ? null : (e) => connEvents.forEach((f) => f(e)),

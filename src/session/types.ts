@@ -60,6 +60,8 @@ export interface SessionInfo {
   readonly startedAt: number;
   /** The connection's catalog, for result-column origins (masking). */
   readonly catalog?: Catalog;
+  /** Send the client an asynchronous notice (between protocol messages); set by the engine. */
+  notice?: (n: { readonly message: string; readonly detail?: string; readonly hint?: string }) => void;
 }
 
 /** A statement as submitted by the client, before it reaches the database. */
@@ -125,6 +127,19 @@ export interface MaskPlan {
   readonly refusePredicates: boolean;
 }
 
+/** What a require_approval decision asks for (defaults from `approvals.*` fill what a rule leaves out). */
+export interface ApprovalPlan {
+  readonly mode: 'wait' | 'retry';
+  /** Approver groups; undefined = approvals.groups. */
+  readonly groups: readonly string[] | undefined;
+  /** Distinct approvers needed. */
+  readonly quorum: number;
+  readonly expiresMs: number | undefined;
+  readonly runWindowMs: number | undefined;
+  /** An enforcing auto_approve rule matched: approved by policy, with this rule id. */
+  readonly autoApprovedBy?: string;
+}
+
 export interface Decision {
   readonly action: PolicyAction;
   /** The rule that decided (empty when the default action applied). */
@@ -133,14 +148,20 @@ export interface Decision {
   readonly message?: string;
   /** SQLSTATE of a refusal; 42501 (insufficient_privilege) unless documented otherwise. */
   readonly sqlstate?: string;
+  /** What the client can do about a refusal (the HINT of the error). */
+  readonly hint?: string;
   /** Every rule that matched, enforce and dry-run alike. */
   readonly matches?: readonly RuleMatch[];
   /** Affected-rows circuit breaker: UPDATE/DELETE/MERGE changing more rows are rolled back. */
   readonly rowCap?: { readonly limit: number; readonly ruleId: string; readonly message: string };
   /** The statement as analyzed (set by the policy stage). */
   readonly statement?: StatementSummary;
-  /** Masking to apply to the results (action `mask`). */
+  /** Masking to apply to the results (action `mask`; kept on require_approval for after the approval). */
   readonly masks?: MaskPlan;
+  /** action require_approval: the approval asked for. */
+  readonly approval?: ApprovalPlan;
+  /** The approval request this statement runs under (set once it is approved). */
+  readonly approvedBy?: { readonly request: string; readonly by: readonly string[] };
 }
 
 /** Whether the statement may reach the database. */

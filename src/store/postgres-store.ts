@@ -1,23 +1,26 @@
 /**
  * The shared state store: one PostgreSQL database (`state.postgres_url`) used by several
  * Gatehouse nodes at once. Same tables, columns and semantics as the embedded SQLite store
- * (sqlite-store.ts, tokens.ts, sqlite-audit.ts); the contract suite (store-contract.test.ts) runs
- * against both. Every statement has a server-side `statement_timeout` and every connection
- * attempt a timeout, so an unavailable store fails in bounded time instead of hanging (the audit
- * writer then fails closed).
+ * (sqlite-store.ts, tokens.ts, sqlite-audit.ts, sqlite-approvals.ts); the contract suites
+ * (store-contract.test.ts, approvals-contract.test.ts) run against both. Every statement has a
+ * server-side `statement_timeout` and every connection attempt a timeout, so an unavailable
+ * store fails in bounded time instead of hanging (the audit writer then fails closed).
  */
 import pg from 'pg';
+import type { ApprovalQuery, ApprovalRequest, ApprovalStatus, ApprovalStore } from '../approvals/request.js';
 import type { Checkpoint } from '../audit/chain.js';
 import { COLUMN_COUNT } from '../audit/event.js';
 import { ConfigError } from '../errors.js';
 import { EVENT_COLUMNS, filterSql, type AuditFilter, type AuditStore, type EventBatch, type StoredEvent } from './audit.js';
+import { APPROVAL_COLUMNS, applyChange, approvalValues, duplicateId, listLimit } from './sqlite-approvals.js';
 import type { Store } from './sqlite-store.js';
 import { checkTokenRow, newTokenRow, splitToken, TOKEN_INSERT_COLUMNS, tokenRecord, type NewToken, type TokenCheck, type TokenRecord, type TokenRow, type TokenStore } from './tokens.js';
 
 /**
  * Schema migrations, applied in order; never edit one that has shipped. Version n here is
- * version n of MIGRATIONS in sqlite-store.ts (1: tokens, 2: audit tables): both lists must stay
- * in step, with the same table and column names, so either store can be swapped for the other.
+ * version n of MIGRATIONS in sqlite-store.ts (1: tokens, 2: audit tables, 3: approvals): both
+ * lists must stay in step, with the same table and column names, so either store can be swapped
+ * for the other.
  */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE tokens (
@@ -68,6 +71,17 @@ const MIGRATIONS: readonly string[] = [
      seq bigint NOT NULL,
      PRIMARY KEY (sink, node)
    )`,
+  `CREATE TABLE approvals (
+     id text PRIMARY KEY,
+     status text NOT NULL,
+     statement_key text NOT NULL,
+     created_at bigint NOT NULL,
+     expires_at bigint NOT NULL,
+     body text NOT NULL
+   );
+   CREATE INDEX approvals_status_expires ON approvals (status, expires_at);
+   CREATE INDEX approvals_key_created ON approvals (statement_key, created_at);
+   CREATE INDEX approvals_created ON approvals (created_at)`,
 ];
 
 /** Default for `statementTimeoutMs` when the caller gives none (the CLI, the HTTP API). */
@@ -105,17 +119,19 @@ export interface PostgresStoreOptions {
   readonly poolSize?: number;
 }
 
-/** The PostgreSQL state store: tokens and audit in one shared database. */
+/** The PostgreSQL state store: tokens, audit and approvals in one shared database. */
 export class PostgresStore implements Store {
   readonly #pool: pg.Pool;
   #closed = false;
   readonly tokens: TokenStore;
   readonly audit: AuditStore;
+  readonly approvals: ApprovalStore;
 
   private constructor(pool: pg.Pool) {
     this.#pool = pool;
     this.tokens = new PostgresTokenStore(pool);
     this.audit = new PostgresAuditStore(pool);
+    this.approvals = new PostgresApprovalStore(pool);
   }
 
   /**
@@ -403,5 +419,61 @@ export class PostgresAuditStore implements AuditStore {
 
   async close(): Promise<void> {
     // The pool belongs to the PostgresStore that made this.
+  }
+}
+
+const SELECT_BODY = 'SELECT body FROM approvals';
+/** COLLATE "C" on the tie-break: byte order, as SQLite sorts, whatever the database's collation. */
+const NEWEST_FIRST = 'ORDER BY created_at DESC, id COLLATE "C" DESC';
+
+/** Approval requests in the shared database; same semantics as SqliteApprovalStore. */
+export class PostgresApprovalStore implements ApprovalStore {
+  readonly #pool: pg.Pool;
+
+  constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  async create(r: ApprovalRequest): Promise<void> {
+    const { rowCount } = await this.#pool.query(`INSERT INTO approvals (${APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`, approvalValues(r));
+    if (rowCount === 0) throw duplicateId(r.id);
+  }
+
+  async get(id: string): Promise<ApprovalRequest | null> {
+    const row = (await this.#pool.query<{ body: string }>(`${SELECT_BODY} WHERE id = $1`, [id])).rows[0];
+    return row === undefined ? null : (JSON.parse(row.body) as ApprovalRequest);
+  }
+
+  async list(q: ApprovalQuery): Promise<ApprovalRequest[]> {
+    const limit = listLimit(q);
+    const { rows } =
+      q.status === undefined
+        ? await this.#pool.query<{ body: string }>(`${SELECT_BODY} ${NEWEST_FIRST} LIMIT $1`, [limit])
+        : await this.#pool.query<{ body: string }>(`${SELECT_BODY} WHERE status = $1 ${NEWEST_FIRST} LIMIT $2`, [q.status, limit]);
+    return rows.map((r) => JSON.parse(r.body) as ApprovalRequest);
+  }
+
+  async update(id: string, change: (r: ApprovalRequest) => ApprovalRequest): Promise<ApprovalRequest | null> {
+    return transaction(this.#pool, async (c) => {
+      // FOR UPDATE holds the row until COMMIT: an update of the same request on any node waits
+      // here and then reads what this one wrote. If `change` throws, transaction() rolls back
+      // and rethrows the same error.
+      const row = (await c.query<{ body: string }>(`${SELECT_BODY} WHERE id = $1 FOR UPDATE`, [id])).rows[0];
+      if (row === undefined) return null;
+      const { values, request } = applyChange(id, row.body, change);
+      await c.query('UPDATE approvals SET status = $2, statement_key = $3, created_at = $4, expires_at = $5, body = $6 WHERE id = $1', values);
+      return request;
+    });
+  }
+
+  async findByKey(key: string, statuses: readonly ApprovalStatus[]): Promise<ApprovalRequest | null> {
+    if (statuses.length === 0) return null;
+    const row = (await this.#pool.query<{ body: string }>(`${SELECT_BODY} WHERE statement_key = $1 AND status = ANY($2::text[]) ${NEWEST_FIRST} LIMIT 1`, [key, statuses])).rows[0];
+    return row === undefined ? null : (JSON.parse(row.body) as ApprovalRequest);
+  }
+
+  async expiredPending(now: number): Promise<string[]> {
+    const { rows } = await this.#pool.query<{ id: string }>(`SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at, id COLLATE "C"`, [now]);
+    return rows.map((r) => r.id);
   }
 }

@@ -1,8 +1,8 @@
 /**
  * The embedded state store: one SQLite file (WAL, full sync) under `state.dir`, shared by the
- * running proxy and the CLI. Migrations apply automatically, in order, once. Later issues add
- * audit and approvals here, and a PostgreSQL implementation of the same interfaces for several
- * nodes.
+ * running proxy and the CLI: tokens, the audit trail and approval requests. Migrations apply
+ * automatically, in order, once. postgres-store.ts implements the same interfaces on a shared
+ * PostgreSQL database, for several nodes.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -11,6 +11,8 @@ import { ConfigError } from '../errors.js';
 import { SqliteTokenStore, type TokenStore } from './tokens.js';
 import type { AuditStore } from './audit.js';
 import { SqliteAuditStore } from './sqlite-audit.js';
+import type { ApprovalStore } from '../approvals/request.js';
+import { SqliteApprovalStore } from './sqlite-approvals.js';
 
 /** Schema migrations, applied in order; never edit one that has shipped. */
 const MIGRATIONS: readonly string[] = [
@@ -62,6 +64,19 @@ const MIGRATIONS: readonly string[] = [
      seq INTEGER NOT NULL,
      PRIMARY KEY (sink, node)
    )`,
+  // The request is the JSON body; the other columns are copies of its fields for the queries
+  // (expiry sweep, the retry lookup by statement key, newest-first listing).
+  `CREATE TABLE approvals (
+     id TEXT PRIMARY KEY,
+     status TEXT NOT NULL,
+     statement_key TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     body TEXT NOT NULL
+   );
+   CREATE INDEX approvals_status_expires ON approvals (status, expires_at);
+   CREATE INDEX approvals_key_created ON approvals (statement_key, created_at);
+   CREATE INDEX approvals_created ON approvals (created_at)`,
 ];
 
 /** Where the embedded store lives: <state.dir>/gatehouse.db. */
@@ -72,6 +87,8 @@ export function storePath(loaded: { readonly stateDir: string }): string {
 export interface Store {
   readonly tokens: TokenStore;
   readonly audit: AuditStore;
+  /** Approval requests. */
+  readonly approvals: ApprovalStore;
   close(): Promise<void>;
 }
 
@@ -115,11 +132,13 @@ export class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly tokens: TokenStore;
   readonly audit: AuditStore;
+  readonly approvals: ApprovalStore;
 
   constructor(file: string) {
     this.#db = openSqlite(file);
     this.tokens = new SqliteTokenStore(this.#db);
     this.audit = new SqliteAuditStore(this.#db);
+    this.approvals = new SqliteApprovalStore(this.#db);
   }
 
   async close(): Promise<void> {

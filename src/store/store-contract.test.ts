@@ -140,8 +140,8 @@ for (const impl of ['sqlite', 'postgres'] as const) {
         assert.equal(await again.audit.head('n'), null);
         await again.close();
         const { versions, tables } = await location!.inspect();
-        assert.deepEqual(versions, [1, 2]);
-        for (const t of ['audit_checkpoints', 'audit_events', 'audit_sink_cursors', 'schema_migrations', 'tokens']) assert.ok(tables.includes(t), `table ${t} exists`);
+        assert.deepEqual(versions, [1, 2, 3]);
+        for (const t of ['approvals', 'audit_checkpoints', 'audit_events', 'audit_sink_cursors', 'schema_migrations', 'tokens']) assert.ok(tables.includes(t), `table ${t} exists`);
       });
     });
 

@@ -19,6 +19,8 @@ export interface UpstreamKey {
 interface Entry {
   readonly secret: number;
   readonly upstream: UpstreamKey;
+  /** Also told of the cancel (e.g. to stop a statement Gatehouse itself is holding). */
+  readonly onCancel?: () => void;
 }
 
 const WORKER_SHIFT = 24;
@@ -40,14 +42,14 @@ export class CancelRegistry {
   }
 
   /** Issue a key for a session; returns the pid/secret to hand to the client. */
-  register(upstream: UpstreamKey): { pid: number; secret: number } {
+  register(upstream: UpstreamKey, onCancel?: () => void): { pid: number; secret: number } {
     let pid: number;
     do {
       this.#counter = (this.#counter + 1) & COUNTER_MASK;
       pid = (this.#worker << WORKER_SHIFT) | this.#counter;
     } while (this.#entries.has(pid) || this.#counter === 0);
     const secret = randomInt(0, 2 ** 31);
-    this.#entries.set(pid, { secret, upstream });
+    this.#entries.set(pid, { secret, upstream, onCancel });
     return { pid, secret };
   }
 
@@ -55,15 +57,15 @@ export class CancelRegistry {
     this.#entries.delete(pid);
   }
 
-  /** The upstream key for a valid (pid, secret), or undefined. The secret is compared in constant time. */
-  lookup(pid: number, secret: number): UpstreamKey | undefined {
+  /** The entry for a valid (pid, secret), or undefined. The secret is compared in constant time. */
+  lookup(pid: number, secret: number): Entry | undefined {
     const e = this.#entries.get(pid);
     if (!e) return undefined;
     const a = Buffer.alloc(4);
     const b = Buffer.alloc(4);
     a.writeInt32BE(e.secret | 0);
     b.writeInt32BE(secret | 0);
-    return timingSafeEqual(a, b) ? e.upstream : undefined;
+    return timingSafeEqual(a, b) ? e : undefined;
   }
 }
 

@@ -175,12 +175,17 @@ export class PostgresEngine {
       return;
     }
 
-    const key = this.#cancels.register({
-      host: connection.upstream.host,
-      port: connection.upstream.port,
-      pid: upstream.backendPid,
-      secret: upstream.backendSecret,
-    });
+    // A cancel also reaches the pipeline: a statement held by Gatehouse (waiting for approval) stops.
+    let cancelHeld: (() => void) | undefined;
+    const key = this.#cancels.register(
+      {
+        host: connection.upstream.host,
+        port: connection.upstream.port,
+        pid: upstream.backendPid,
+        secret: upstream.backendSecret,
+      },
+      () => cancelHeld?.(),
+    );
     const session: SessionInfo = {
       id: `${this.#ctx.nodeId}-${this.#ctx.workerIndex}-${++this.#sessionCounter}`,
       identity,
@@ -218,6 +223,9 @@ export class PostgresEngine {
       },
     });
     this.#relays.add(relay);
+    session.notice = (n) => relay.notice(n);
+    const interrupt = pipeline.interrupt;
+    if (interrupt !== null) cancelHeld = () => interrupt(session);
     pipeline.sessionStart?.(session);
     relay.start(hs.leftover, upstream.leftover);
     if (this.#draining) relay.drain();
@@ -239,12 +247,13 @@ export class PostgresEngine {
       this.#ctx.forwardCancel?.(worker, pid, secret);
       return;
     }
-    const upstream = this.#cancels.lookup(pid, secret);
-    if (!upstream) {
+    const entry = this.#cancels.lookup(pid, secret);
+    if (!entry) {
       this.#ctx.logger.info({ pid }, 'cancel request with an unknown key ignored');
       return;
     }
-    void sendUpstreamCancel(upstream);
+    entry.onCancel?.();
+    void sendUpstreamCancel(entry.upstream);
   }
 
   /** Report an error on a socket that is not relaying, then close it. */

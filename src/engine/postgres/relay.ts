@@ -273,6 +273,21 @@ export class PgRelay {
     this.#close(error.message);
   }
 
+  /**
+   * Send the client a NoticeResponse now if no server message is half forwarded, else as soon as
+   * one is complete (asynchronous messages may come between any two messages).
+   */
+  notice(n: { readonly message: string; readonly detail?: string; readonly hint?: string }): void {
+    const frame = messages.noticeResponse({ severity: 'NOTICE', code: '00000', message: n.message, detail: n.detail, hint: n.hint });
+    const send = (): void => {
+      if (this.#closed) return;
+      if (!this.#fromUpstream.atBoundary) return void setImmediate(send);
+      this.#flushOut();
+      this.#writeClient(frame);
+    };
+    send();
+  }
+
   get idle(): boolean {
     return this.#expect.length === 0 && this.session.txState === 'idle' && !this.#fromClient.paused;
   }
@@ -499,6 +514,7 @@ export class PgRelay {
       code: decision.sqlstate ?? refusal.sqlstate,
       message: refusal.message,
       detail: `Refused by Gatehouse rule "${decision.ruleId ?? 'default'}".`,
+      hint: decision.hint,
     });
   }
 
