@@ -13,6 +13,7 @@ import { registerDevJwt } from './dev-jwt.js';
 import { registerTokenCommands } from './token.js';
 import { registerAuditCommands } from './audit.js';
 import { registerKeysCommands } from './keys.js';
+import { registerApprovalCommands } from './approvals.js';
 import { JwtAuthenticator } from '../identity/jwt.js';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, GatehouseError } from '../errors.js';
@@ -63,6 +64,25 @@ async function serve(opts: { config: string; workers?: string; worker?: boolean 
     process.once('SIGINT', stop);
   });
   process.off('SIGHUP', reload);
+}
+
+async function demo(opts: { dataDir: string; pgPort: string; httpPort: string; reset?: boolean }): Promise<void> {
+  const port = (flag: string, v: string): number => {
+    const n = Number(v);
+    if (!/^\d{1,5}$/.test(v) || n > 65535) throw new UsageError(`${flag}: expected a port number from 0 to 65535, got "${v}"`);
+    return n;
+  };
+  const { startDemo } = await import('../demo/run.js');
+  const running = await startDemo({ dataDir: opts.dataDir, pgPort: port('--pg-port', opts.pgPort), httpPort: port('--http-port', opts.httpPort), reset: opts.reset });
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.stdout.write('\nStopping the demo ...\n');
+      void running.stop().then(resolve);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  process.stdout.write('Demo stopped; its data stays in the data directory.\n');
 }
 
 function check(opts: { config: string }): void {
@@ -126,6 +146,15 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(new (await import('commander')).Option('--worker').hideHelp())
     .action(serve);
 
+  program
+    .command('demo')
+    .description('run Gatehouse in front of an embedded PostgreSQL seeded with demo data, and print commands to try')
+    .option('-d, --data-dir <dir>', 'where the demo keeps its database, store and configuration', '.gatehouse-demo')
+    .option('--pg-port <port>', 'PostgreSQL listener port', '6432')
+    .option('--http-port <port>', 'HTTP listener port', '8080')
+    .option('--reset', 'delete the data directory first (fresh data, new audit trail)')
+    .action(demo);
+
   program.command('check').description('validate a configuration file').requiredOption('-c, --config <file>', 'configuration file').action(check);
 
   registerPolicyCommands(program);
@@ -134,6 +163,7 @@ export async function main(argv: string[]): Promise<number> {
   registerTokenCommands(program);
   registerAuditCommands(program);
   registerKeysCommands(program);
+  registerApprovalCommands(program);
 
   const user = program.command('user').description('manage local users');
   user
