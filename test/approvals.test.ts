@@ -324,6 +324,42 @@ approvals:
   });
 });
 
+describe('approvals across nodes sharing a PostgreSQL store', () => {
+  it('an approval given through one node wakes the statement held on another', async () => {
+    const db = await createTestDatabase('gh_appr_nodes');
+    const store = await createTestDatabase('gh_appr_store');
+    const dir = mkdtempSync(join(tmpdir(), 'gh-appr-nodes-'));
+    writeFileSync(join(dir, 'policy.yaml'), POLICY);
+    await direct(db.name, 'CREATE TABLE wait_n (id int)');
+    const yaml = (n: string): string =>
+      `policy: { files: [${join(dir, 'policy.yaml')}], watch: false }\naudit: { enabled: false }\napprovals: { poll_interval: 200ms }\nstate: { dir: ${join(dir, n)}, postgres_url: "postgres://postgres@127.0.0.1:5432/${store.name}" }\n`;
+    const a = await startProxy({ database: db.name, logStatements: false, extraYaml: yaml('a') });
+    const b = await startProxy({ database: db.name, logStatements: false, extraYaml: yaml('b') });
+    try {
+      const c = await a.client({ user: 'carol', database: 'prod' });
+      let id = '';
+      c.on('notice', (n: { message?: string }) => (id = /apr_[a-z2-7]{20}/.exec(n.message ?? '')?.[0] ?? id));
+      const outcome = c.query('ALTER TABLE wait_n ADD COLUMN note text');
+      await waitFor(() => id !== '', 5000, 'notice');
+      // Node b sees the request node a made, and takes the approval.
+      const res = await fetch(`http://127.0.0.1:${b.httpPort}/api/approvals/${id}/approve`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('bob:bob-pw').toString('base64')}` } });
+      assert.equal(res.status, 200);
+      const t0 = Date.now();
+      await outcome;
+      assert.ok(Date.now() - t0 < 3000, 'woken within a few poll intervals');
+      const cols = (await direct<{ c: string }>(db.name, "SELECT column_name AS c FROM information_schema.columns WHERE table_name = 'wait_n' ORDER BY ordinal_position")).rows.map((r) => r.c);
+      assert.deepEqual(cols, ['id', 'note']);
+      assert.equal((await b.node.store.approvals.get(id))?.status, 'executed');
+    } finally {
+      await a.close();
+      await b.close();
+      await db.drop();
+      await store.drop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('approvals across a restart of the Gatehouse process', () => {
   it('the waiting client gets an error instead of hanging; the request stays approvable and the statement runs when sent again', async () => {
     const db = await createTestDatabase('gh_appr_rs');

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePorts } from './helpers/pg.js';
@@ -134,6 +135,20 @@ describe('the README tour, against gatehouse demo', () => {
       }
     }
     assert.equal(waiting, undefined, 'every background step finished');
+  });
+
+  it('a taken port is named, with the flag that chooses another', async () => {
+    const [busy] = await freePorts(1);
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(busy, '127.0.0.1', r));
+    try {
+      const run = start(process.execPath, [BIN, 'demo', '--data-dir', join(dir, 'other'), '--pg-port', String(busy), '--http-port', '0']);
+      assert.equal(await run.exited, 1);
+      assert.match(run.output(), new RegExp(`gatehouse: port ${busy} on 127\\.0\\.0\\.1 is already in use; choose another with --pg-port <port>`));
+      assert.doesNotMatch(run.output(), /\n\s+at /, 'no stack trace');
+    } finally {
+      blocker.close();
+    }
   });
 
   it('Ctrl-C stops the demo cleanly; a second start reuses the data directory', async () => {
