@@ -377,6 +377,23 @@ masking:
     assertNoLeak(r.rows);
   });
 
+  it('columns whose maskers write straight from the frame (email, partial, redact, default): values between, NULLs and lengths that change', async () => {
+    const c = await client('carol');
+    // No "null" or "hash" function among these columns, so rows are rewritten without a Buffer
+    // per value; ssn::text is redacted to 8 characters (from 11), so every row changes length.
+    const cols = ['id', 'email', 'balance', 'ssn', 'phone', 'born', 'support_email'] as const;
+    const r = await c.query(`SELECT id, email, balance, ssn::text AS ssn_text, ssn, phone, born, support_email FROM customers ORDER BY id`);
+    const want = CUSTOMERS.map((cu) => {
+      const m = masked(cu);
+      return { ...Object.fromEntries(cols.map((k) => [k, m[k]])), ssn_text: cu.ssn === null ? null : '********' };
+    });
+    assert.deepEqual(
+      r.rows.map((row) => ({ ...row, id: Number(row.id) })),
+      want,
+    );
+    assertNoLeak(r.rows);
+  });
+
   it('extended protocol: parameters, and a named prepared statement executed twice', async () => {
     const c = await client('carol');
     const r = await c.query('SELECT id, name, email, phone, card_number FROM customers WHERE id = $1', [1]);

@@ -54,16 +54,21 @@ export interface MaskSpec {
 
 /**
  * Masks one wire value; null in and out is SQL NULL. The result may be shared: never modify it.
- * Maskers compiled with `inPlace` may also offer `range`: masking bytes [start, end) of a buffer
- * the caller owns, in two steps so a caller can do a whole row or nothing: `plan` says whether it
- * can be done at the same length (and remembers where), `apply` writes it.
+ * Maskers compiled with `inPlace` may also offer `range`: masking the bytes [start, end) of a
+ * buffer the caller owns without making a Buffer per value, in two steps so that a caller can do
+ * a whole row or nothing: `plan` gives the length of the output (or -1 when the value cannot be
+ * done this way) and remembers what it found; `write` writes that output.
  */
 export type Masker = ((value: Buffer | null) => Buffer | null) & { readonly range?: RangeMasker };
 
 export interface RangeMasker {
-  plan(buf: Buffer, start: number, end: number): boolean;
-  /** Write the planned mask over the buffer given to the last successful `plan`. */
-  apply(buf: Buffer): void;
+  /** The output's length in bytes for the (non-NULL) value buf[start, end), or -1. */
+  plan(buf: Buffer, start: number, end: number): number;
+  /**
+   * Write the output of the last successful `plan` at dst[pos..]. `dst` may be the planned
+   * buffer itself, at the value's own position, when the output is as long as the input.
+   */
+  write(buf: Buffer, dst: Buffer, pos: number): void;
 }
 
 /** Characters of a text redaction (a fixed count, so redaction does not reveal the length). */
@@ -156,7 +161,8 @@ export interface CompileOptions {
 /** A masker returning one shared buffer (or NULL when there is no default). */
 function constant(value: Buffer | null): Masker {
   if (value === null) return NULL_MASKER;
-  return (v) => (v === null ? null : value);
+  const range: RangeMasker = { plan: () => value.length, write: (_buf, dst, pos) => void copyBytes(value, 0, value.length, dst, pos) };
+  return Object.assign((v: Buffer | null) => (v === null ? null : value), { range });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,7 +196,9 @@ function compileTextInPlace(s: Resolved, shape: TextShape): Masker {
   if ((s.fn !== 'partial' && s.fn !== 'email') || s.mask.length !== 1 || shape.padTo >= 0 || shape.trimPad || shape.maxBytes >= 0) return rebuilt;
   const byte = s.mask[0]!;
   const email = s.fn === 'email';
-  // The masked span [spanA, spanB) of the last successful plan.
+  // The value [planStart, planEnd) and its masked span [spanA, spanB) of the last successful plan.
+  let planStart = 0;
+  let planEnd = 0;
   let spanA = 0;
   let spanB = 0;
   const plan = (v: Buffer, start: number, end: number): boolean => {
@@ -215,11 +223,19 @@ function compileTextInPlace(s: Resolved, shape: TextShape): Masker {
     }
     // One byte per masked character: the output is exactly as long as the input.
     if (b - a !== m) return false;
+    planStart = start;
+    planEnd = end;
     spanA = a;
     spanB = b;
     return true;
   };
-  const range: RangeMasker = { plan, apply: (v) => fillBytes(v, byte, spanA, spanB) };
+  const range: RangeMasker = {
+    plan: (v, start, end) => (plan(v, start, end) ? end - start : -1),
+    write: (v, dst, pos) => {
+      if (dst !== v || pos !== planStart) copyBytes(v, planStart, planEnd, dst, pos);
+      fillBytes(dst, byte, spanA - planStart + pos, spanB - planStart + pos);
+    },
+  };
   const masker = (v: Buffer | null): Buffer | null => {
     if (v === null) return null;
     if (plan(v, 0, v.length)) {

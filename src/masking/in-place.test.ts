@@ -33,6 +33,34 @@ describe('in-place maskers', () => {
     );
   });
 
+  it('ranged: plan and write give what the masker gives, at any offset, into another buffer or over the value', () => {
+    const value = fc.oneof(fc.string({ maxLength: 20 }), fc.emailAddress(), fc.string({ unit: 'grapheme', maxLength: 12 }));
+    fc.assert(
+      fc.property(value, fc.constantFrom(...SPECS, { fn: 'default' } as MaskSpec), fc.constantFrom(...COLUMNS), fc.nat(7), fc.nat(7), (text, spec, column, before, at) => {
+        const input = Buffer.from(text, 'utf8');
+        const expected = compileMasker(spec, column)(Buffer.from(input))!;
+        const range = compileMasker(spec, column, { inPlace: true }).range;
+        if (range === undefined) return; // that masker rebuilds (e.g. a multi-byte mask character)
+        // The value sits inside a larger frame, as on the wire.
+        const frame = Buffer.concat([Buffer.alloc(before, 0x41), input, Buffer.alloc(3, 0x42)]);
+        const len = range.plan(frame, before, before + input.length);
+        if (len < 0) return;
+        assert.equal(len, expected.length);
+        const dst = Buffer.alloc(at + len + 2, 0x43);
+        range.write(frame, dst, at);
+        assert.deepEqual(dst.subarray(at, at + len), expected);
+        assert.equal(dst[at + len], 0x43, 'nothing written past the planned length');
+        if (len === input.length) {
+          // Over the value itself, as for rows whose lengths do not change.
+          range.plan(frame, before, before + input.length);
+          range.write(frame, frame, before);
+          assert.deepEqual(frame.subarray(before, before + len), expected);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it('writes ASCII results over the input itself', () => {
     const v = Buffer.from('alice@example.com');
     const out = compileMasker({ fn: 'email' }, { typeId: PgType.text, typmod: -1, binary: false }, { inPlace: true })(v);

@@ -294,23 +294,28 @@ export class MaskingStage implements PipelinePlugin {
     if (idx.length === 0) return { transform: null, masked };
     const n = idx.length;
     const ranges = maskers.map((m) => m.range);
-    const allRanges = ranges.every((r) => r !== undefined);
-    // All or nothing: plan every column first, write only if each keeps its length.
-    const inPlace = (frame: Buffer, offs: Int32Array, count: number): boolean => {
-      for (let k = 0; k < n; k++) {
-        const i = idx[k]!;
-        if (i >= count) continue;
-        const len = offs[2 * i + 1]!;
-        if (len >= 0 && !ranges[k]!.plan(frame, offs[2 * i]!, offs[2 * i]! + len)) return false;
-      }
-      // Each column has a masker of its own, so each remembers its own column's span.
-      for (let k = 0; k < n; k++) {
-        const i = idx[k]!;
-        if (i < count && offs[2 * i + 1]! >= 0) ranges[k]!.apply(frame);
-      }
-      return true;
-    };
-    const transform = Object.assign(
+    // Straight from the frame when every masker can (no Buffer per value): plan the whole row
+    // first (each masker remembers its own column), then the relay writes.
+    const ranged: RowTransform['ranged'] = ranges.every((r) => r !== undefined)
+      ? {
+          plan: (frame, offs, count, lengths) => {
+            for (let k = 0; k < n; k++) {
+              const i = idx[k]!;
+              const len = i < count ? offs[2 * i + 1]! : -1;
+              if (len < 0) {
+                lengths[k] = -1;
+                continue;
+              }
+              const out = ranges[k]!.plan(frame, offs[2 * i]!, offs[2 * i]! + len);
+              if (out < 0) return false;
+              lengths[k] = out;
+            }
+            return true;
+          },
+          write: (k, frame, dst, pos) => ranges[k]!.write(frame, dst, pos),
+        }
+      : undefined;
+    const transform: RowTransform = Object.assign(
       (values: Array<Buffer | null>): Array<Buffer | null> => {
         for (let k = 0; k < n; k++) {
           const i = idx[k]!;
@@ -318,7 +323,7 @@ export class MaskingStage implements PipelinePlugin {
         }
         return values;
       },
-      allRanges ? { touches: idx, inPlace } : { touches: idx },
+      ranged !== undefined ? { touches: idx, ranged } : { touches: idx },
     );
     return { transform, masked };
   }

@@ -226,8 +226,16 @@ export interface ResultColumn {
 export type RowTransform = ((values: Array<Buffer | null>, columns: readonly ResultColumn[]) => Array<Buffer | null>) & {
   readonly touches?: readonly number[];
   /**
-   * Rewrite the row's values in place at the same length, all or nothing: `offsets` holds each
-   * value's start and length (-1 = NULL) in `frame`. False leaves the frame as it was.
+   * Mask the touched values straight from the wire frame, with no Buffer per value (needs
+   * `touches`, in ascending order). `plan` computes the output length of each touched value into
+   * `lengths` (indexed like `touches`; -1 = NULL), where `offsets` holds each value's start and
+   * length (-1 = NULL) in `frame`; false when some value cannot be done this way (the transform
+   * function is then called instead). `write` writes touched value k's planned output at
+   * dst[pos..]; dst may be the frame itself, at the value's own position, when the length is
+   * unchanged.
    */
-  readonly inPlace?: (frame: Buffer, offsets: Int32Array, count: number) => boolean;
+  readonly ranged?: {
+    plan(frame: Buffer, offsets: Int32Array, count: number, lengths: Int32Array): boolean;
+    write(k: number, frame: Buffer, dst: Buffer, pos: number): void;
+  };
 };

@@ -697,29 +697,36 @@ export class PgRelay {
       }
     },
     emit: (chunk) => {
-      // Rewritten rows follow each other in the arena: join them into one write.
-      const p = this.#outPending;
-      if (p !== null) {
-        if (p.buffer === chunk.buffer && p.byteOffset + p.length === chunk.byteOffset) {
-          this.#outPending = Buffer.from(p.buffer, p.byteOffset, p.length + chunk.length);
+      // Rewritten rows follow each other in the arena: join them into one write (by offsets,
+      // without a Buffer per join).
+      const arena = this.#arena;
+      if (chunk.buffer === arena.buffer) {
+        const at = chunk.byteOffset - arena.byteOffset;
+        if (this.#outArena === arena && at === this.#outEnd) {
+          this.#outEnd += chunk.length;
           return;
         }
-        this.#outPending = null;
-        this.#writeClient(p);
+        this.#flushOut();
+        this.#outArena = arena;
+        this.#outStart = at;
+        this.#outEnd = at + chunk.length;
+        return;
       }
-      if (chunk.buffer === this.#arena.buffer) this.#outPending = chunk;
-      else this.#writeClient(chunk);
+      this.#flushOut();
+      this.#writeClient(chunk);
     },
   };
 
-  /** Rewritten rows waiting to be joined with the next ones (written at the end of each chunk). */
-  #outPending: Buffer | null = null;
+  /** Rewritten rows waiting to be joined with the next ones: #outArena[#outStart, #outEnd) (written at the end of each chunk). */
+  #outArena: Buffer | null = null;
+  #outStart = 0;
+  #outEnd = 0;
 
   #flushOut(): void {
-    const p = this.#outPending;
-    if (p === null) return;
-    this.#outPending = null;
-    this.#writeClient(p);
+    const a = this.#outArena;
+    if (a === null) return;
+    this.#outArena = null;
+    this.#writeClient(a.subarray(this.#outStart, this.#outEnd));
   }
 
   #writeClient(chunk: Buffer): void {
@@ -1096,9 +1103,13 @@ export class PgRelay {
       offs[2 * i + 1] = len; // -1 = NULL
       if (len > 0) p += len;
     }
-    // Maskers that keep every value's length write over the frame: it goes out as it is.
-    if (transform.inPlace !== undefined && transform.inPlace(frame, offs, n)) return FORWARD;
     const touches = transform.touches;
+    const ranged = transform.ranged;
+    if (ranged !== undefined && touches !== undefined) {
+      let lens = this.#rangedLengths;
+      if (lens.length < touches.length) lens = this.#rangedLengths = new Int32Array(touches.length + 8);
+      if (ranged.plan(frame, offs, n, lens)) return this.#writeRanged(ranged, touches, lens, frame, start, end, offs, n);
+    }
     const values: Array<Buffer | null> = new Array(n);
     const before = this.#rowValues;
     const count = touches === undefined ? n : touches.length;
@@ -1151,6 +1162,64 @@ export class PgRelay {
     return arena.subarray(o0, o);
   }
 
+  /** Output lengths of the touched values of the row being rewritten (ranged transforms). */
+  #rangedLengths = new Int32Array(16);
+
+  /**
+   * Write a planned ranged rewrite: over the frame itself when every value keeps its length,
+   * else into the arena, copying the untouched stretches between touched values in one piece each.
+   */
+  #writeRanged(ranged: NonNullable<RowTransform['ranged']>, touches: readonly number[], lens: Int32Array, frame: Buffer, start: number, end: number, offs: Int32Array, n: number): Buffer | typeof FORWARD {
+    let delta = 0;
+    let same = true;
+    for (let k = 0; k < touches.length; k++) {
+      const i = touches[k]!;
+      if (i >= n) continue;
+      const old = offs[2 * i + 1]!;
+      const now = lens[k]!;
+      if (now !== old) same = false;
+      delta += Math.max(now, 0) - Math.max(old, 0);
+    }
+    if (same) {
+      for (let k = 0; k < touches.length; k++) {
+        const i = touches[k]!;
+        if (i < n && lens[k]! >= 0) ranged.write(k, frame, frame, offs[2 * i]!);
+      }
+      return FORWARD;
+    }
+    const size = end - start + delta;
+    let arena = this.#arena;
+    if (arena.length - this.#arenaPos < size) {
+      arena = this.#arena = Buffer.allocUnsafe(Math.max(ARENA_BYTES, size));
+      this.#arenaPos = 0;
+    }
+    const o0 = this.#arenaPos;
+    arena[o0] = BackendCode.DataRow;
+    arena.writeInt32BE(size - 1, o0 + 1);
+    let o = o0 + 5;
+    // From the column count on: untouched stretches are copied whole; each touched value gets
+    // its new length and its masked bytes.
+    let from = start + 5;
+    for (let k = 0; k < touches.length; k++) {
+      const i = touches[k]!;
+      if (i >= n) continue;
+      const header = offs[2 * i]! - 4;
+      if (header > from) o += copyBytes(frame, from, header, arena, o);
+      const len = lens[k]!;
+      arena[o] = len >>> 24;
+      arena[o + 1] = len >>> 16;
+      arena[o + 2] = len >>> 8;
+      arena[o + 3] = len;
+      o += 4;
+      if (len > 0) ranged.write(k, frame, arena, o);
+      if (len > 0) o += len;
+      from = offs[2 * i]! + Math.max(offs[2 * i + 1]!, 0);
+    }
+    if (end > from) o += copyBytes(frame, from, end, arena, o);
+    this.#arenaPos = o;
+    return arena.subarray(o0, o);
+  }
+
   // ---- lifecycle ----------------------------------------------------------------------------
 
   #closeIfIdle(): void {
@@ -1199,4 +1268,12 @@ const DESCRIBE_WRITER = new BufferWriter(128);
 const ARENA_BYTES = 64 * 1024;
 
 /** Fail-closed transform: every value NULL (used when the result phase cannot run). */
+/** Copy src[start, end) to dst[pos..]: short spans by a loop (Buffer#copy makes a view and crosses into C++ per call). */
+function copyBytes(src: Buffer, start: number, end: number, dst: Buffer, pos: number): number {
+  const n = end - start;
+  if (n >= 64) dst.set(src.subarray(start, end), pos);
+  else for (let i = 0; i < n; i++) dst[pos + i] = src[start + i]!;
+  return n;
+}
+
 const NULL_ROW: RowTransform = (values) => values.fill(null);
