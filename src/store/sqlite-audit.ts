@@ -10,6 +10,14 @@ import { filterSql, type AuditFilter, type AuditStore, type EventBatch, type Sto
 
 const SELECT_EVENT = 'SELECT node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash FROM audit_events';
 
+/** Events per INSERT statement (14 parameters each; SQLite allows 32,766 per statement). */
+const ROWS_PER_INSERT = 64;
+
+function insertSql(rows: number): string {
+  const one = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+  return `INSERT INTO audit_events (node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash) VALUES ${Array(rows).fill(one).join(', ')}`;
+}
+
 export class SqliteAuditStore implements AuditStore {
   readonly #db: Database.Database;
   readonly #insert: Database.Statement;
@@ -18,22 +26,32 @@ export class SqliteAuditStore implements AuditStore {
 
   constructor(db: Database.Database) {
     this.#db = db;
-    this.#insert = db.prepare(
-      `INSERT INTO audit_events (node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    this.#insert = db.prepare(insertSql(1));
     this.#insertCheckpoint = db.prepare('INSERT INTO audit_checkpoints (node, seq, hash, ts, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)');
-    const insert = this.#insert;
     const insertCheckpoint = this.#insertCheckpoint;
-    const args: unknown[] = new Array(COLUMN_COUNT + 2);
+    const width = COLUMN_COUNT + 2;
+    // Several rows per INSERT: one statement step per ROWS_PER_INSERT events instead of one
+    // each (bench/audit.ts). Statements for the sizes a batch ends with are made once, lazily.
+    const bySize = new Map<number, { stmt: Database.Statement; args: unknown[] }>([[1, { stmt: this.#insert, args: new Array(width) }]]);
+    const insertFor = (k: number): { stmt: Database.Statement; args: unknown[] } => {
+      let e = bySize.get(k);
+      if (e === undefined) bySize.set(k, (e = { stmt: db.prepare(insertSql(k)), args: new Array(width * k) }));
+      return e;
+    };
     this.#appendTx = db.transaction((batch: EventBatch, checkpoints: readonly Checkpoint[]) => {
       const { rows, hashes } = batch;
-      const width = COLUMN_COUNT + 1;
-      for (let i = 0; i < batch.count; i++) {
-        const base = i * width;
-        for (let c = 0; c < width; c++) args[c] = rows[base + c];
-        args[width] = hashes[i];
-        insert.run(args);
+      const cols = COLUMN_COUNT + 1;
+      for (let i = 0; i < batch.count; ) {
+        const k = Math.min(ROWS_PER_INSERT, batch.count - i);
+        const { stmt, args } = insertFor(k);
+        let a = 0;
+        for (let j = i; j < i + k; j++) {
+          const base = j * cols;
+          for (let c = 0; c < cols; c++) args[a++] = rows[base + c];
+          args[a++] = hashes[j];
+        }
+        stmt.run(args);
+        i += k;
       }
       for (const c of checkpoints) insertCheckpoint.run(c.node, c.seq, c.hash, c.ts, c.key_id, c.signature);
     });
