@@ -9,6 +9,7 @@ import { after, describe, it } from 'node:test';
 import pino from 'pino';
 import { createNotifier, slackMessage, type NotifyTarget } from './notify.js';
 import type { ApprovalRequest } from './request.js';
+import { FIXTURE_NOW, sampleRequest } from './fixture.test-helper.js';
 
 interface Received {
   readonly headers: IncomingHttpHeaders;
@@ -89,32 +90,9 @@ function target(url: string, o: Partial<NotifyTarget> = {}): NotifyTarget {
   return { type: 'webhook', name: 'soc', url, headers: {}, timeout: 2000, retries: 5, max_backoff: 60_000, ...o } as NotifyTarget;
 }
 
-const NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
+const NOW = FIXTURE_NOW;
 
-function request(o: Partial<ApprovalRequest> = {}): ApprovalRequest {
-  return {
-    id: 'apr_abcdefghijklmnopqrst',
-    status: 'pending',
-    mode: 'wait',
-    requester: { name: 'agent-7', kind: 'agent', groups: ['ci'], onBehalfOf: 'alice' },
-    connection: 'prod-db',
-    environment: 'production',
-    statement: 'ALTER TABLE users ADD COLUMN nickname text',
-    statementKey: 'k'.repeat(64),
-    facts: { kind: 'ddl', tables: ['public.users'], fingerprint: 'f00' },
-    rule: 'guard.ddl-approval',
-    message: 'DDL on production requires approval',
-    groups: ['dba'],
-    quorum: 1,
-    votes: [],
-    createdAt: NOW,
-    expiresAt: NOW + 600_000,
-    runWindowMs: 3_600_000,
-    session: 's-1',
-    node: 'node-a',
-    ...o,
-  };
-}
+const request = (o: Partial<ApprovalRequest> = {}): ApprovalRequest => sampleRequest({ ...o });
 
 const approved = (r: ApprovalRequest): ApprovalRequest => ({ ...r, status: 'approved', votes: [{ name: 'bob', verdict: 'approve', at: NOW + 1000 }], decidedAt: NOW + 1000, runUntil: NOW + 3_601_000 });
 

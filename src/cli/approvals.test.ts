@@ -9,33 +9,11 @@ import { after, before, describe, it } from 'node:test';
 import { Command, CommanderError } from 'commander';
 import type { ApprovalRequest } from '../approvals/request.js';
 import { formatDecision, formatDuration, formatList, formatRequest, registerApprovalCommands, resolveConnection, statementPreview, terminalSafe } from './approvals.js';
+import { FIXTURE_NOW, sampleRequest } from '../approvals/fixture.test-helper.js';
 
-const NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
+const NOW = FIXTURE_NOW;
 
-function request(o: Partial<ApprovalRequest> = {}): ApprovalRequest {
-  return {
-    id: 'apr_abcdefghijklmnopqrst',
-    status: 'pending',
-    mode: 'wait',
-    requester: { name: 'agent-7', kind: 'agent', groups: ['ci'], onBehalfOf: 'alice' },
-    connection: 'prod-db',
-    environment: 'production',
-    statement: 'ALTER TABLE users ADD COLUMN nickname text',
-    statementKey: 'k'.repeat(64),
-    facts: { kind: 'ddl', tables: ['public.users'], fingerprint: 'f00' },
-    rule: 'guard.ddl-approval',
-    message: 'DDL on production requires approval',
-    groups: ['dba'],
-    quorum: 1,
-    votes: [],
-    createdAt: NOW - 180_000,
-    expiresAt: NOW + 420_000,
-    runWindowMs: 3_600_000,
-    session: 's-1',
-    node: 'node-a',
-    ...o,
-  };
-}
+const request = (o: Partial<ApprovalRequest> = {}): ApprovalRequest => sampleRequest({ createdAt: NOW - 180_000, expiresAt: NOW + 420_000, ...o });
 
 describe('approvals CLI formatting', () => {
   it('formats durations for people', () => {
