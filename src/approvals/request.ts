@@ -193,4 +193,9 @@ export interface ApprovalStore {
   findByKey(key: string, statuses: readonly ApprovalStatus[]): Promise<ApprovalRequest | null>;
   /** Ids of pending requests whose expiry is at or before `now`. */
   expiredPending(now: number): Promise<string[]>;
+  /**
+   * Where the store can tell: `onChange(id)` whenever any node updated a request (PostgreSQL
+   * LISTEN/NOTIFY). Best effort; returns a function that stops watching.
+   */
+  watch?(onChange: (id: string) => void): () => void;
 }

@@ -41,6 +41,8 @@ export interface ApprovalStageOptions {
   readonly node: string;
   /** Audit (undefined when audit is off). */
   readonly record?: (e: EventInput) => void;
+  /** Told of each step (metrics). */
+  readonly onStep?: (type: ApprovalEventType) => void;
   readonly notifier?: Notifier;
   readonly logger: Logger;
   /** approvals.groups, .expires, .run_window, .poll_interval. */
@@ -74,8 +76,14 @@ export class ApprovalStage implements PipelinePlugin {
   readonly #bySession = new Map<SessionInfo, Waiter>();
   #stopping = false;
 
+  /** Stops the store's change feed (shared store only). */
+  readonly #unwatch: (() => void) | undefined;
+
   constructor(opts: ApprovalStageOptions) {
     this.#o = opts;
+    // Decisions made through another node wake the holder at once where the store can say so;
+    // the poll stays as the fallback.
+    this.#unwatch = opts.store.watch?.((id) => this.decided(id));
   }
 
   /** How many statements are held right now. */
@@ -315,19 +323,24 @@ export class ApprovalStage implements PipelinePlugin {
    */
   stop(): void {
     this.#stopping = true;
+    this.#unwatch?.();
     for (const w of [...this.#byId.values()]) {
       this.#finish(w, refuse(w.decision, SHUTTING_DOWN, `Gatehouse is shutting down: approval request ${w.id} stays pending; once it is approved, run the statement again (within the run window)`));
     }
   }
 
-  #event(type: 'approval.request' | 'approval.approve' | 'approval.deny' | 'approval.expire' | 'approval.cancel' | 'approval.execute', r: ApprovalRequest, session?: SessionInfo, extra?: Record<string, unknown>): void {
+  #event(type: ApprovalEventType, r: ApprovalRequest, session?: SessionInfo, extra?: Record<string, unknown>): void {
     this.#o.record?.(approvalEvent(type, r, session, extra));
+    this.#o.onStep?.(type);
   }
 
   #notify(event: ApprovalEventName, r: ApprovalRequest): void {
     this.#o.notifier?.notify(event, r);
   }
 }
+
+/** The audit event types of approval steps. */
+export type ApprovalEventType = 'approval.request' | 'approval.approve' | 'approval.deny' | 'approval.expire' | 'approval.cancel' | 'approval.execute';
 
 /** The audit event of one step of a request. */
 export function approvalEvent(type: EventInput['type'], r: ApprovalRequest, session?: SessionInfo, extra?: Record<string, unknown>): EventInput {

@@ -36,6 +36,8 @@ export interface ApprovalsApiOptions {
   readonly adminGroups: readonly string[];
   readonly auditorGroups: readonly string[];
   readonly record?: (e: EventInput) => void;
+  /** Told of each decision (metrics). */
+  readonly onStep?: (type: 'approval.approve' | 'approval.deny') => void;
   readonly notifier?: Notifier;
   /** Called after a decision, to wake a statement held in this process. */
   readonly onDecided?: (id: string) => void;
@@ -76,6 +78,7 @@ export function createApprovalsApi(opts: ApprovalsApiOptions): (req: IncomingMes
     logger.info({ event: `approval_${verdict}`, request: id, by: who.name, status: r.status }, `approval request ${verdict === 'approve' ? 'approved' : 'denied'} by ${who.name}`);
     const e = approvalEvent(verdict === 'approve' ? 'approval.approve' : 'approval.deny', r, undefined, { by: who.name, ...(reason !== undefined ? { reason } : {}) });
     opts.record?.({ ...e, identity: auditIdentity(who), session: undefined });
+    opts.onStep?.(e.type as 'approval.approve' | 'approval.deny');
     if (r.status === 'approved') opts.notifier?.notify('approved', r);
     else if (r.status === 'denied') opts.notifier?.notify('denied', r);
     opts.onDecided?.(id);

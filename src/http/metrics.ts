@@ -53,6 +53,26 @@ export class ProxyMetrics {
   #bytesIn = 0;
   #bytesOut = 0;
   readonly bytesTotal: Counter<'direction'>;
+  /** Approval steps (request, approve, deny, expire, cancel, execute), counted where they happen. */
+  readonly approvalEvents = new Counter({
+    name: 'gatehouse_approval_events_total',
+    help: 'Approval request steps recorded by this process, by step (request, approve, deny, expire, cancel, execute)',
+    labelNames: ['step'] as const,
+    registers: [this.registry],
+  });
+  /** How many statements are held waiting for an approval (the node sets it to its approvals stage). */
+  approvalsWaiting: () => number = () => 0;
+  readonly #approvalsWaitingGauge = (() => {
+    const read = (): number => this.approvalsWaiting();
+    return new Gauge({
+      name: 'gatehouse_approvals_waiting',
+      help: 'Statements held by this process until their approval request is decided',
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  })();
   readonly errorsTotal = new Counter({
     name: 'gatehouse_errors_total',
     help: 'Errors by kind (protocol, auth, upstream_connect)',

@@ -139,6 +139,7 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
     store: store.approvals,
     node: opts.http === false ? `${nodeId}.w${workerIndex}` : nodeId,
     record,
+    onStep: (step) => metrics.approvalEvents.labels(step.slice('approval.'.length)).inc(),
     logger,
     groups: ap.groups,
     expiresMs: ap.expires,
@@ -149,6 +150,7 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
     notifier: { notify: (e, r) => notifier?.notify(e, r), stop: async () => {} },
   });
   let notifier: Notifier | undefined;
+  metrics.approvalsWaiting = () => approvals.waiting;
   plugins.push(approvals, metrics.plugin());
   if (config.log.statements) plugins.push(statementLog(logger));
   const pipeline = createPipeline(plugins);
@@ -176,6 +178,7 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
   try {
     pgPort = await listen(pgServer, pgListener.host, pgListener.port, 'listeners.postgres');
   } catch (err) {
+    approvals.stop();
     await audit?.close();
     await store.close();
     throw err;
@@ -193,6 +196,7 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
       httpPort = await listen(httpServer, config.listeners.http.host, config.listeners.http.port, 'listeners.http');
     } catch (err) {
       pgServer.close();
+      approvals.stop();
       await audit?.close();
       await store.close();
       throw err;
@@ -200,7 +204,16 @@ export async function startNode(loaded: LoadedConfig, opts: NodeOptions = {}): P
     publicUrl ??= `http://${urlHost(config.listeners.http.host)}:${httpPort}`;
     const url = publicUrl;
     notifier = createNotifier(config.approvals.notify, { logger, publicUrl: url });
-    services = startServices(loaded, store, { logger, users, credentials: credentials.enabled ? credentials : null, record, onDecided: (id) => approvals.decided(id), publicUrl: () => url, notifier });
+    services = startServices(loaded, store, {
+      logger,
+      users,
+      credentials: credentials.enabled ? credentials : null,
+      record,
+      onDecided: (id) => approvals.decided(id),
+      onStep: (step) => metrics.approvalEvents.labels(step.slice('approval.'.length)).inc(),
+      publicUrl: () => url,
+      notifier,
+    });
   }
   // A worker without HTTP still tells of the requests it creates (links from approvals.public_url).
   notifier ??= createNotifier(config.approvals.notify, { logger, publicUrl: publicUrl ?? '' });

@@ -13,7 +13,7 @@ import { ensureSigningKey } from '../audit/setup.js';
 import { startSinks, type SinksHandle } from '../audit/sinks.js';
 import { createNotifier, type Notifier } from '../approvals/notify.js';
 import { ApprovalError, close } from '../approvals/request.js';
-import { approvalEvent } from '../approvals/stage.js';
+import { approvalEvent, type ApprovalEventType } from '../approvals/stage.js';
 import { createAuditApi } from '../http/audit-api.js';
 import { createApprovalsApi } from '../http/approvals-api.js';
 import { createApiAuthenticator } from '../http/auth.js';
@@ -46,6 +46,8 @@ export function startServices(
     publicUrl: () => string;
     /** The node's notifier, shared with its approvals stage (one is made if absent). */
     notifier?: Notifier;
+    /** Told of each approval step taken here (metrics). */
+    onStep?: (type: ApprovalEventType) => void;
   },
 ): NodeServices {
   const { config } = loaded;
@@ -81,6 +83,7 @@ export function startServices(
       adminGroups: config.api.admin_groups,
       auditorGroups: config.api.auditor_groups,
       record: opts.record,
+      onStep: opts.onStep,
       notifier,
       onDecided: opts.onDecided,
     }),
@@ -97,6 +100,7 @@ export function startServices(
           const r = await store.approvals.update(id, (x) => close(x, 'expired', Date.now(), 'no decision before the expiry'));
           if (r === null) continue;
           opts.record?.(approvalEvent('approval.expire', r));
+          opts.onStep?.('approval.expire');
           notifier.notify('expired', r);
         } catch (err) {
           if (!(err instanceof ApprovalError)) throw err;

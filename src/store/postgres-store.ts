@@ -427,6 +427,9 @@ const SELECT_BODY = 'SELECT body FROM approvals';
 const NEWEST_FIRST = 'ORDER BY created_at DESC, id COLLATE "C" DESC';
 
 /** Approval requests in the shared database; same semantics as SqliteApprovalStore. */
+/** NOTIFY channel of approval updates (payload: the request id). */
+const APPROVALS_CHANNEL = 'gatehouse_approvals';
+
 export class PostgresApprovalStore implements ApprovalStore {
   readonly #pool: pg.Pool;
 
@@ -462,8 +465,55 @@ export class PostgresApprovalStore implements ApprovalStore {
       if (row === undefined) return null;
       const { values, request } = applyChange(id, row.body, change);
       await c.query('UPDATE approvals SET status = $2, statement_key = $3, created_at = $4, expires_at = $5, body = $6 WHERE id = $1', values);
+      // Delivered at COMMIT to every node listening (watch), so a statement held elsewhere wakes now.
+      await c.query('SELECT pg_notify($1, $2)', [APPROVALS_CHANNEL, id]);
       return request;
     });
+  }
+
+  /**
+   * Wake-ups from every node: `onChange(id)` after any node updated a request. One LISTEN
+   * connection of its own, reconnected with backoff when it breaks; best effort (holders still
+   * poll). Returns a function that stops it.
+   */
+  watch(onChange: (id: string) => void): () => void {
+    const options = this.#pool.options;
+    let stopped = false;
+    let client: pg.Client | null = null;
+    let retry: NodeJS.Timeout | undefined;
+    let backoff = 1000;
+    const connect = (): void => {
+      if (stopped) return;
+      const c = new pg.Client({ connectionString: options.connectionString, connectionTimeoutMillis: options.connectionTimeoutMillis, keepAlive: true, application_name: 'gatehouse-approvals' });
+      client = c;
+      const again = (): void => {
+        if (stopped || client !== c) return;
+        client = null;
+        c.end().catch(() => undefined);
+        retry = setTimeout(connect, backoff);
+        retry.unref();
+        backoff = Math.min(backoff * 2, 30_000);
+      };
+      c.on('error', again);
+      c.on('end', again);
+      c.on('notification', (n) => {
+        if (n.channel === APPROVALS_CHANNEL && n.payload) onChange(n.payload);
+      });
+      c.connect()
+        .then(() => c.query(`LISTEN ${APPROVALS_CHANNEL}`))
+        .then(() => {
+          backoff = 1000;
+        })
+        .catch(again);
+    };
+    connect();
+    return () => {
+      stopped = true;
+      clearTimeout(retry);
+      const c = client;
+      client = null;
+      void c?.end().catch(() => undefined);
+    };
   }
 
   async findByKey(key: string, statuses: readonly ApprovalStatus[]): Promise<ApprovalRequest | null> {
