@@ -54,7 +54,7 @@ rules:
     action: auto_approve
 `;
 
-const TABLES = ['wait_a', 'wait_b', 'wait_c', 'wait_d', 'wait_e', 'short_a', 'retry_a', 'quorum_a', 'auto_a', 'wait_ext', 'wait_agent'];
+const TABLES = ['wait_a', 'wait_b', 'wait_c', 'wait_d', 'wait_e', 'wait_f', 'short_a', 'retry_a', 'quorum_a', 'auto_a', 'wait_ext', 'wait_agent'];
 
 /** A webhook receiver: every JSON body it got. */
 async function receiver(): Promise<{ server: Server; url: string; bodies: Array<Record<string, unknown>> }> {
@@ -316,6 +316,15 @@ approvals:
     await waitFor(() => slack.bodies.filter((b) => JSON.stringify(b).includes(id)).length >= 2, 5000, 'slack messages');
     const text = JSON.stringify(slack.bodies.find((b) => JSON.stringify(b).includes(id)));
     for (const s of ['wait_e', 'carol', 't.wait']) assert.ok(text.includes(s), `slack message names ${s}`);
+  });
+
+  it('an approver authenticated with a Bearer token (a person\'s issued token) approves through the CLI', async () => {
+    const { token } = await proxy.node.store.tokens.create({ kind: 'human', name: 'dave', groups: ['dba'], ttlMs: 3_600_000 });
+    const { id, outcome } = await held('carol', 'ALTER TABLE wait_f ADD COLUMN note text');
+    const cli = await run(process.execPath, [BIN, 'approvals', 'approve', id], { env: { GATEHOUSE_URL: `http://127.0.0.1:${proxy.httpPort}`, GATEHOUSE_TOKEN: token } });
+    assert.equal(cli.code, 0, cli.stdout + cli.stderr);
+    assert.ok(!((await outcome) instanceof Error));
+    assert.deepEqual((await request(id)).votes.map((v) => v.name), ['dave']);
   });
 
   it('lists and shows requests to approvers; refuses bad input with 400', async () => {
