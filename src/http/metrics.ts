@@ -62,17 +62,12 @@ export class ProxyMetrics {
   });
   /** How many statements are held waiting for an approval (the node sets it to its approvals stage). */
   approvalsWaiting: () => number = () => 0;
-  readonly #approvalsWaitingGauge = (() => {
-    const read = (): number => this.approvalsWaiting();
-    return new Gauge({
-      name: 'gatehouse_approvals_waiting',
-      help: 'Statements held by this process until their approval request is decided',
-      registers: [this.registry],
-      collect() {
-        this.set(read());
-      },
-    });
-  })();
+  readonly approvalsWaitingGauge: Gauge = new Gauge({
+    name: 'gatehouse_approvals_waiting',
+    help: 'Statements held by this process until their approval request is decided',
+    registers: [this.registry],
+    collect: () => this.approvalsWaitingGauge.set(this.approvalsWaiting()),
+  });
   readonly errorsTotal = new Counter({
     name: 'gatehouse_errors_total',
     help: 'Errors by kind (protocol, auth, upstream_connect)',

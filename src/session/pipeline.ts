@@ -80,30 +80,24 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
           // A require_approval decision goes to the approving stage first (without one, it refuses).
           let last: Decision = ALLOW;
           statement.decision = ALLOW;
-          const resolve = (d: Decision): Decision | Promise<Decision> => (approve !== null && d.action === 'require_approval' ? approve(session, statement, d) : d);
-          const after = (d: Decision, next: number): Decision | Promise<Decision> => {
-            if (!permits(d)) return d;
-            statement.decision = last = d;
-            return step(next);
-          };
           const step = (i: number): Decision | Promise<Decision> => {
             for (; i < deciders.length; i++) {
               const raw = deciders[i]!(session, statement);
               if (raw === undefined) continue;
-              const next = i + 1;
-              if (isPromise<Decision | undefined>(raw)) {
-                return raw.then((r) => {
-                  if (r === undefined) return step(next);
-                  const d = resolve(r);
-                  return isPromise<Decision>(d) ? d.then((x) => after(x, next)) : after(d, next);
-                });
-              }
-              const d = resolve(raw);
-              if (isPromise<Decision>(d)) return d.then((x) => after(x, next));
-              if (!permits(d)) return d;
-              statement.decision = last = d;
+              // Rare (a promise, or an approval to resolve): continue from the settled decision.
+              if (isPromise<Decision | undefined>(raw) || (approve !== null && raw.action === 'require_approval')) return settle(raw, i + 1);
+              if (!permits(raw)) return raw;
+              statement.decision = last = raw;
             }
             return last;
+          };
+          const settle = async (pending: Decision | undefined | Promise<Decision | undefined>, next: number): Promise<Decision> => {
+            let d = await pending;
+            if (d === undefined) return step(next);
+            if (approve !== null && d.action === 'require_approval') d = await approve(session, statement, d);
+            if (!permits(d)) return d;
+            statement.decision = last = d;
+            return step(next);
           };
           return step(0);
         };

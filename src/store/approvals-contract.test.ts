@@ -15,6 +15,7 @@ import { createTestDatabase, direct, PG_HOST, PG_PORT } from '../../test/helpers
 import { ApprovalError, close, execute, newApprovalId, statementKey, vote, type ApprovalRequest, type ApprovalStatus, type Decider } from '../approvals/request.js';
 import { PostgresStore } from './postgres-store.js';
 import { SqliteStore, type Store } from './sqlite-store.js';
+import { useStore as useSharedStore } from './use-store.test-helper.js';
 
 type Impl = 'sqlite' | 'postgres';
 
@@ -100,20 +101,7 @@ const LOCATIONS: Record<Impl, () => Promise<Location>> = {
   },
 };
 
-/** A fresh store for the enclosing describe, opened before its tests and removed after them. */
-function useStore(impl: Impl): { store(): Store; location(): Location } {
-  let location: Location | undefined;
-  let store: Store | undefined;
-  before(async () => {
-    location = await LOCATIONS[impl]();
-    store = await location.open();
-  });
-  after(async () => {
-    await store?.close();
-    await location?.cleanup();
-  });
-  return { store: () => store!, location: () => location! };
-}
+const useStore = (impl: Impl): { store(): Store; location(): Location } => useSharedStore(() => LOCATIONS[impl]());
 
 const T0 = 1_700_000_000_000;
 const RUN_WINDOW = 15 * 60_000;

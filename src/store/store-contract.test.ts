@@ -19,6 +19,7 @@ import { createTestDatabase, direct, freePort, PG_HOST, PG_PORT } from '../../te
 import { EVENT_COLUMNS, type AuditFilter, type EventBatch, type StoredEvent } from './audit.js';
 import { PostgresStore } from './postgres-store.js';
 import { SqliteStore, type Store } from './sqlite-store.js';
+import { useStore as useSharedStore } from './use-store.test-helper.js';
 
 type Impl = 'sqlite' | 'postgres';
 
@@ -65,20 +66,7 @@ const LOCATIONS: Record<Impl, () => Promise<Location>> = {
   },
 };
 
-/** A fresh store for the enclosing describe, opened before its tests and removed after them. */
-function useStore(impl: Impl): { store(): Store; location(): Location } {
-  let location: Location | undefined;
-  let store: Store | undefined;
-  before(async () => {
-    location = await LOCATIONS[impl]();
-    store = await location.open();
-  });
-  after(async () => {
-    await store?.close();
-    await location?.cleanup();
-  });
-  return { store: () => store!, location: () => location! };
-}
+const useStore = (impl: Impl): { store(): Store; location(): Location } => useSharedStore(() => LOCATIONS[impl]());
 
 const KEY: SigningKey = (() => {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
