@@ -28,6 +28,37 @@ export function chainHash(prev: string, body: string): string {
   return hash('sha256', prev + body, 'hex');
 }
 
+/** Bytes per chunk of ChainEncoder output (a body never spans chunks; a larger one gets its own). */
+const ENCODER_CHUNK = 1 << 20;
+
+/**
+ * The writer thread's chaining: each body is encoded to UTF-8 once, right after its predecessor's
+ * hash, so hashing reads those bytes and the store writes the same bytes (as text) without
+ * another encoding; measured with bench/audit.ts, converting every body twice (for the hash and
+ * for SQLite) was a fifth of the thread's time. The hashes equal chainHash's.
+ */
+export class ChainEncoder {
+  #chunk = Buffer.allocUnsafe(0);
+  #pos = 0;
+
+  /** hash(n) of `body` after `prev`; `bodies[i]` receives the body's UTF-8 bytes (chunks are never reused). */
+  next(prev: string, body: string, bodies: Buffer[], i: number): string {
+    // A JS string needs at most 3 UTF-8 bytes per UTF-16 unit.
+    const need = 64 + body.length * 3;
+    if (this.#chunk.length - this.#pos < need) {
+      this.#chunk = Buffer.allocUnsafe(Math.max(ENCODER_CHUNK, need));
+      this.#pos = 0;
+    }
+    const chunk = this.#chunk;
+    const start = this.#pos;
+    chunk.write(prev, start, 64, 'latin1');
+    const n = chunk.write(body, start + 64, 'utf8');
+    this.#pos = start + 64 + n;
+    bodies[i] = chunk.subarray(start + 64, start + 64 + n);
+    return hash('sha256', chunk.subarray(start, start + 64 + n), 'hex');
+  }
+}
+
 /** A signed statement that a writer's chain reached `seq` with `hash`. */
 export interface Checkpoint {
   readonly node: string;

@@ -12,7 +12,7 @@
  *                   {op:'checkpointed', seq} | {op:'closed'}
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { chainHash, GENESIS, loadSigningKey, signCheckpoint, type Checkpoint, type SigningKey } from './chain.js';
+import { ChainEncoder, GENESIS, loadSigningKey, signCheckpoint, type Checkpoint, type SigningKey } from './chain.js';
 import { COLUMN_COUNT } from './event.js';
 import { expandCompact, type Fragment } from './compact.js';
 import { openAuditStore, type StoreSpec } from '../store/open.js';
@@ -62,9 +62,11 @@ async function append(rows: unknown[], count: number, first: number, release: nu
     return;
   }
   const hashes: string[] = new Array(count);
+  const bodies: Buffer[] = new Array(count);
+  const encoder = new ChainEncoder();
   let prev = headHash;
   for (let i = 0; i < count; i++) {
-    prev = chainHash(prev, rows[i * WIDTH + BODY] as string);
+    prev = encoder.next(prev, rows[i * WIDTH + BODY] as string, bodies, i);
     hashes[i] = prev;
   }
   const through = first + count - 1;
@@ -72,7 +74,7 @@ async function append(rows: unknown[], count: number, first: number, release: nu
   const now = Date.now();
   if (through - checkpointSeq >= data.checkpointEvery || now - checkpointAt >= data.checkpointIntervalMs) checkpoints.push(checkpointNow(through, prev));
   try {
-    await store!.append({ rows, count, hashes }, checkpoints);
+    await store!.append({ rows, count, hashes, bodies }, checkpoints);
   } catch (err) {
     port.postMessage({ op: 'failed', first, message: (err as Error).message });
     return;
@@ -104,7 +106,7 @@ async function checkpoint(): Promise<void> {
 async function init(): Promise<void> {
   try {
     key = loadSigningKey(data.signingKey);
-    store = await openAuditStore(data.store, data.busyTimeoutMs);
+    store = await openAuditStore(data.store, data.busyTimeoutMs, (message) => port.postMessage({ op: 'store_warning', message }));
     const head = await store.head(data.node);
     if (head !== null) {
       headSeq = head.seq;

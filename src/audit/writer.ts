@@ -292,6 +292,9 @@ export class AuditWriter {
       case 'checkpointed':
         this.#onCheckpoint?.(m.seq!);
         break;
+      case 'store_warning':
+        this.#log.warn({ event: 'audit_store_warning', reason: m.message }, 'audit store maintenance failed; retrying');
+        break;
       case 'checkpoint_failed':
         this.#log.warn({ event: 'audit_checkpoint_failed', reason: m.message }, 'audit checkpoint could not be written; retrying with the next batch');
         break;

@@ -25,6 +25,8 @@ export interface EventBatch {
   readonly rows: readonly unknown[];
   readonly count: number;
   readonly hashes: readonly string[];
+  /** The bodies' UTF-8 bytes, when the writer has them (the same text as the rows' body column). */
+  readonly bodies?: readonly Buffer[];
 }
 
 /** What `gatehouse audit search` and /api/audit filter on; all given fields must match. */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { AuditStore } from './audit.js';
 import { openSqlite, SqliteStore, type Store } from './sqlite-store.js';
 import { SqliteAuditStore } from './sqlite-audit.js';
+import { WalCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.js';
 
 /** Where the state lives; plain data, so it can be handed to the audit writer thread. */
 export type StoreSpec = { readonly kind: 'sqlite'; readonly file: string } | { readonly kind: 'postgres'; readonly url: string };
@@ -25,13 +26,23 @@ export async function openStore(spec: StoreSpec): Promise<Store> {
 
 /**
  * Open only the audit store, for the writer thread. `busyTimeoutMs` bounds how long a write may
- * wait for a lock before it fails (and Gatehouse fails closed).
+ * wait for a lock before it fails (and Gatehouse fails closed). The SQLite file's WAL is copied
+ * back by a checkpointer thread, not by the writer's commits; `onWarning` hears its failures.
  */
-export async function openAuditStore(spec: StoreSpec, busyTimeoutMs: number): Promise<AuditStore & { appendSync?: SqliteAuditStore['appendSync']; closeAll(): Promise<void> }> {
+export async function openAuditStore(
+  spec: StoreSpec,
+  busyTimeoutMs: number,
+  onWarning: (message: string) => void = () => {},
+): Promise<AuditStore & { appendSync?: SqliteAuditStore['appendSync']; closeAll(): Promise<void> }> {
   if (spec.kind === 'sqlite') {
     const db = openSqlite(spec.file, busyTimeoutMs);
+    db.pragma(`wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
+    const checkpointer = new WalCheckpointer(spec.file, busyTimeoutMs, (m) => onWarning(`WAL checkpoint failed: ${m}`));
     const audit = new SqliteAuditStore(db) as SqliteAuditStore & { closeAll(): Promise<void> };
-    audit.closeAll = async () => void db.close();
+    audit.closeAll = async () => {
+      await checkpointer.stop();
+      db.close();
+    };
     return audit;
   }
   const { PostgresStore } = await import('./postgres-store.js');

@@ -14,8 +14,9 @@ const SELECT_EVENT = 'SELECT node, seq, ts, type, session, identity, on_behalf_o
 const ROWS_PER_INSERT = 64;
 
 function insertSql(rows: number): string {
-  const one = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
-  return `INSERT INTO audit_events (node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash) VALUES ${Array(rows).fill(one).join(', ')}`;
+  // The body may come as UTF-8 bytes (EventBatch.bodies): CAST stores them as the same TEXT.
+  const one = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?)';
+  return `INSERT OR ROLLBACK INTO audit_events (node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash) VALUES ${Array(rows).fill(one).join(', ')}`;
 }
 
 export class SqliteAuditStore implements AuditStore {
@@ -39,15 +40,16 @@ export class SqliteAuditStore implements AuditStore {
       return e;
     };
     this.#appendTx = db.transaction((batch: EventBatch, checkpoints: readonly Checkpoint[]) => {
-      const { rows, hashes } = batch;
-      const cols = COLUMN_COUNT + 1;
+      const { rows, hashes, bodies } = batch;
+      const cols = COLUMN_COUNT;
       for (let i = 0; i < batch.count; ) {
         const k = Math.min(ROWS_PER_INSERT, batch.count - i);
         const { stmt, args } = insertFor(k);
         let a = 0;
         for (let j = i; j < i + k; j++) {
-          const base = j * cols;
+          const base = j * (cols + 1);
           for (let c = 0; c < cols; c++) args[a++] = rows[base + c];
+          args[a++] = bodies !== undefined ? bodies[j] : rows[base + cols];
           args[a++] = hashes[j];
         }
         stmt.run(args);
