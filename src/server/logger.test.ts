@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LineBatcher } from './logger.js';
+
+function fakeWriter(): { writes: string[]; flushes: number; syncFlushes: number; write(d: string): boolean; flush(): void; flushSync(): void } {
+  return {
+    writes: [],
+    flushes: 0,
+    syncFlushes: 0,
+    write(d) {
+      this.writes.push(d);
+      return true;
+    },
+    flush() {
+      this.flushes++;
+    },
+    flushSync() {
+      this.syncFlushes++;
+    },
+  };
+}
+
+describe('LineBatcher', () => {
+  it('hands lines on in order, about 12 KB at a time rather than one by one', () => {
+    const out = fakeWriter();
+    const b = new LineBatcher(out);
+    const lines = Array.from({ length: 1000 }, (_, i) => `{"n":${i},"pad":"${'x'.repeat(90)}"}\n`);
+    for (const l of lines) b.write(l);
+    assert.ok(out.writes.length >= 7 && out.writes.length <= 9, `${out.writes.length} writes`);
+    b.flush();
+    assert.equal(out.flushes, 1);
+    assert.equal(out.writes.join(''), lines.join(''));
+  });
+
+  it('flush and flushSync hand on what is gathered, and flush on nothing writes nothing', () => {
+    const out = fakeWriter();
+    const b = new LineBatcher(out);
+    b.flush();
+    assert.deepEqual(out.writes, []);
+    b.write('a\n');
+    b.flush();
+    b.write('b\n');
+    b.flushSync();
+    assert.deepEqual(out.writes, ['a\n', 'b\n']);
+    assert.equal(out.syncFlushes, 1);
+  });
+});
