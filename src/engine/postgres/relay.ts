@@ -58,6 +58,12 @@ const DENY_TOKEN = `gatehouse_refused_${randomBytes(6).toString('hex')}`;
 /** An Execute of a portal no client can have made (its name carries the deny token). */
 const REFUSED_EXECUTE = new BufferWriter().begin(FrontendCode.Execute).cstring(`${DENY_TOKEN}_portal`).int32(0).close().flush();
 
+/**
+ * The verdict for a DataRow rewritten into the relay's arena: a marker the upstream handler's
+ * `emit` knows, so a row costs no Buffer of its own (the range is in #rowFrom/#rowTo).
+ */
+const ARENA_ROW = Buffer.alloc(0);
+
 /** Savepoint name used by the row-cap breaker inside client transactions. */
 const CAP_SAVEPOINT = 'gatehouse_row_cap';
 
@@ -697,25 +703,35 @@ export class PgRelay {
       }
     },
     emit: (chunk) => {
-      // Rewritten rows follow each other in the arena: join them into one write (by offsets,
-      // without a Buffer per join).
-      const arena = this.#arena;
-      if (chunk.buffer === arena.buffer) {
-        const at = chunk.byteOffset - arena.byteOffset;
-        if (this.#outArena === arena && at === this.#outEnd) {
-          this.#outEnd += chunk.length;
+      // A rewritten row (ARENA_ROW: this.#arena[#rowFrom, #rowTo)). Rows follow each other in the
+      // arena: join them into one write, by offsets, without a Buffer per row.
+      if (chunk === ARENA_ROW) {
+        const arena = this.#arena;
+        if (this.#outArena === arena && this.#rowFrom === this.#outEnd) {
+          this.#outEnd = this.#rowTo;
           return;
         }
         this.#flushOut();
         this.#outArena = arena;
-        this.#outStart = at;
-        this.#outEnd = at + chunk.length;
+        this.#outStart = this.#rowFrom;
+        this.#outEnd = this.#rowTo;
         return;
       }
       this.#flushOut();
       this.#writeClient(chunk);
     },
   };
+
+  /** The arena range of the row a transform just rewrote (emitted as ARENA_ROW). */
+  #rowFrom = 0;
+  #rowTo = 0;
+
+  /** Verdict for a row rewritten into the arena: `[#rowFrom, #rowTo)` of `#arena`. */
+  #arenaRow(from: number, to: number): Buffer {
+    this.#rowFrom = from;
+    this.#rowTo = to;
+    return ARENA_ROW;
+  }
 
   /** Rewritten rows waiting to be joined with the next ones: #outArena[#outStart, #outEnd) (written at the end of each chunk). */
   #outArena: Buffer | null = null;
@@ -1159,7 +1175,7 @@ export class PgRelay {
       }
     }
     this.#arenaPos = o;
-    return arena.subarray(o0, o);
+    return this.#arenaRow(o0, o);
   }
 
   /** Output lengths of the touched values of the row being rewritten (ranged transforms). */
@@ -1217,7 +1233,7 @@ export class PgRelay {
     }
     if (end > from) o += copyBytes(frame, from, end, arena, o);
     this.#arenaPos = o;
-    return arena.subarray(o0, o);
+    return this.#arenaRow(o0, o);
   }
 
   // ---- lifecycle ----------------------------------------------------------------------------
