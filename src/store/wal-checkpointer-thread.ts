@@ -6,6 +6,8 @@ const { file, busyTimeoutMs, intervalMs } = workerData as { file: string; busyTi
 const port = parentPort!;
 const db = new Database(file, { fileMustExist: true });
 db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+// As the writer: each checkpoint syncs the database file before the WAL is reused.
+db.pragma('synchronous = FULL');
 
 let lastError = '';
 function checkpoint(): void {
