@@ -4,9 +4,9 @@
  * a few large ones, and a quiet proxy's lines still appear within 100 ms. Flushed on exit.
  *
  * Lines are gathered in an array and handed to the file writer (sonic-boom) joined, a batch at a
- * time. Handing it each line instead cost ~10 µs per statement line under pgbench: while a write
- * is in flight sonic-boom appends every line to one growing string and measures that string's
- * UTF-8 length again on each append.
+ * time. Handed each line, sonic-boom appends it to one growing string while a write is in flight
+ * and measures that string's UTF-8 length again on each append: with a backlog, 10-20 µs per
+ * statement line against ~1.5 µs batched (measured in-process, 2 million lines).
  */
 import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';

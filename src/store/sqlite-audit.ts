@@ -41,15 +41,16 @@ export class SqliteAuditStore implements AuditStore {
     };
     this.#appendTx = db.transaction((batch: EventBatch, checkpoints: readonly Checkpoint[]) => {
       const { rows, hashes, bodies } = batch;
-      const cols = COLUMN_COUNT;
+      // A row's slots: COLUMN_COUNT columns, then the body (as text, or its bytes in `bodies`).
+      const slots = COLUMN_COUNT + 1;
       for (let i = 0; i < batch.count; ) {
         const k = Math.min(ROWS_PER_INSERT, batch.count - i);
         const { stmt, args } = insertFor(k);
         let a = 0;
         for (let j = i; j < i + k; j++) {
-          const base = j * (cols + 1);
-          for (let c = 0; c < cols; c++) args[a++] = rows[base + c];
-          args[a++] = bodies !== undefined ? bodies[j] : rows[base + cols];
+          const base = j * slots;
+          for (let c = 0; c < COLUMN_COUNT; c++) args[a++] = rows[base + c];
+          args[a++] = bodies !== undefined ? bodies[j] : rows[base + COLUMN_COUNT];
           args[a++] = hashes[j];
         }
         stmt.run(args);

@@ -16,7 +16,9 @@ export const WRITER_AUTOCHECKPOINT_PAGES = 4096;
 
 export class WalCheckpointer {
   readonly #worker: Worker;
-  #stopped: Promise<void> | null = null;
+  /** Resolves when the thread has ended, for whatever reason (stopped, or failed to open the file). */
+  readonly #exited: Promise<void>;
+  #stopping = false;
 
   /** `onError` hears why a checkpoint failed (the next one tries again). */
   constructor(file: string, busyTimeoutMs: number, onError: (message: string) => void) {
@@ -24,16 +26,19 @@ export class WalCheckpointer {
     this.#worker.on('message', (m: { op: string; message: string }) => {
       if (m.op === 'error') onError(m.message);
     });
-    this.#worker.on('error', (err) => onError(err.message));
+    // A thread that dies (the file could not be opened, say) leaves the writer's own automatic
+    // checkpoint in charge; the reason is reported once.
+    this.#worker.on('error', (err) => onError(`the checkpointer thread stopped: ${err.message}`));
+    this.#exited = new Promise<void>((resolve) => this.#worker.once('exit', () => resolve()));
     this.#worker.unref();
   }
 
-  /** Run a last checkpoint and end the thread. */
+  /** Run a last checkpoint and end the thread (at once if it has already ended). */
   stop(): Promise<void> {
-    this.#stopped ??= new Promise<void>((resolve) => {
-      this.#worker.once('exit', () => resolve());
+    if (!this.#stopping) {
+      this.#stopping = true;
       this.#worker.postMessage({ op: 'stop' });
-    });
-    return this.#stopped;
+    }
+    return this.#exited;
   }
 }
