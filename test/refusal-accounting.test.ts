@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Execution } from '../src/session/types.js';
 import { createTestDatabase, direct } from './helpers/pg.js';
-import { startProxy, type TestProxy } from './helpers/proxy.js';
+import { startProxy, waitFor, type TestProxy } from './helpers/proxy.js';
 import { fe, pbe, RawClient, summary } from './helpers/raw-client.js';
 
 describe('refusal accounting', () => {
@@ -57,9 +57,10 @@ describe('refusal accounting', () => {
     await c.query('set role gh_nobody');
     const err = await c.query('select * from secret').catch((e: { code?: string }) => e);
     assert.equal((err as { code?: string }).code, '42501');
-    const e = seen.find((x) => x.statement.text === 'select * from secret');
-    assert.ok(e);
-    assert.equal(e.refusedBy, undefined);
+    // pg rejects at the ErrorResponse; the execution completes at the ReadyForQuery after it,
+    // which PostgreSQL may send (and the proxy read) separately.
+    const e = await waitFor(() => seen.find((x) => x.statement.text === 'select * from secret'), 5000, 'the execution of the refused select');
+    assert.equal(e?.refusedBy, undefined);
     await c.query('reset role');
   });
 
