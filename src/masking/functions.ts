@@ -201,28 +201,63 @@ function compileTextInPlace(s: Resolved, shape: TextShape): Masker {
   let planEnd = 0;
   let spanA = 0;
   let spanB = 0;
+  const keepFirst = s.keepFirst;
+  const keepLast = s.keepLast;
+  const maxChars = shape.maxChars;
   const plan = (v: Buffer, start: number, end: number): boolean => {
-    // varchar(n) values from the database already fit n: only a longer one would be cut.
-    if (shape.maxChars >= 0 && cpCount(v, start, end) > shape.maxChars) return false;
+    // One pass over the value: whether it is ASCII (then code points are bytes and every offset
+    // is arithmetic) and, for email, where its '@' and the last '.' after it are. Most values are
+    // ASCII; the others take the code-point walk below.
+    let high = 0;
+    let at = -1;
+    let dot = -1;
+    let blank = false;
+    if (email) {
+      for (let i = start; i < end; i++) {
+        const c = v[i]!;
+        high |= c;
+        if (c <= 0x20 || c === 0x7f) blank = true;
+        else if (c === 0x40) {
+          at = i;
+          dot = -1;
+        } else if (c === 0x2e) dot = i;
+      }
+    } else for (let i = start; i < end; i++) high |= v[i]!;
     let a: number;
     let b: number;
-    let m: number;
-    const at = email ? emailAt(v, start, end) : -1;
-    if (at >= 0) {
-      const local = cpCount(v, start, at);
-      a = local >= 2 ? cpForward(v, start, at, 1) : start;
-      b = at;
-      m = local - (local >= 2 ? 1 : 0);
+    if (high < 0x80) {
+      const n = end - start;
+      if (maxChars >= 0 && n > maxChars) return false;
+      if (!blank && at > start && dot > at + 1 && dot < end - 1) {
+        // emailAt's rule, from the same pass.
+        a = at - start >= 2 ? start + 1 : start;
+        b = at;
+      } else {
+        const keep = keepFirst + keepLast < n;
+        a = start + (keep ? keepFirst : 0);
+        b = end - (keep ? keepLast : 0);
+      }
     } else {
-      const n = cpCount(v, start, end);
-      const f = s.keepFirst + s.keepLast < n ? s.keepFirst : 0;
-      const l = s.keepFirst + s.keepLast < n ? s.keepLast : 0;
-      a = cpForward(v, start, end, f);
-      b = cpBackward(v, a, end, l);
-      m = n - f - l;
+      // The value may mask to a different byte length (a multibyte character under a one-byte
+      // mask): the rebuilding masker handles it.
+      if (maxChars >= 0 && cpCount(v, start, end) > maxChars) return false;
+      let m: number;
+      const e = email ? emailAt(v, start, end) : -1;
+      if (e >= 0) {
+        const local = cpCount(v, start, e);
+        a = local >= 2 ? cpForward(v, start, e, 1) : start;
+        b = e;
+        m = local - (local >= 2 ? 1 : 0);
+      } else {
+        const n = cpCount(v, start, end);
+        const f = keepFirst + keepLast < n ? keepFirst : 0;
+        const l = keepFirst + keepLast < n ? keepLast : 0;
+        a = cpForward(v, start, end, f);
+        b = cpBackward(v, a, end, l);
+        m = n - f - l;
+      }
+      if (b - a !== m) return false;
     }
-    // One byte per masked character: the output is exactly as long as the input.
-    if (b - a !== m) return false;
     planStart = start;
     planEnd = end;
     spanA = a;
@@ -232,8 +267,13 @@ function compileTextInPlace(s: Resolved, shape: TextShape): Masker {
   const range: RangeMasker = {
     plan: (v, start, end) => (plan(v, start, end) ? end - start : -1),
     write: (v, dst, pos) => {
-      if (dst !== v || pos !== planStart) copyBytes(v, planStart, planEnd, dst, pos);
-      fillBytes(dst, byte, spanA - planStart + pos, spanB - planStart + pos);
+      const from = pos - planStart;
+      if (dst !== v || from !== 0) {
+        // Only the kept characters are copied; the masked span is filled.
+        copyBytes(v, planStart, spanA, dst, pos);
+        copyBytes(v, spanB, planEnd, dst, spanB + from);
+      }
+      fillBytes(dst, byte, spanA + from, spanB + from);
     },
   };
   const masker = (v: Buffer | null): Buffer | null => {

@@ -9,25 +9,9 @@
 // ---------------------------------------------------------------------------------------------
 // UTF-8: a code point starts at every byte that is not a continuation byte (10xxxxxx).
 
-/**
- * Short copies and fills by hand: Buffer#copy and Buffer#fill cost ~60 ns each on a 20-byte value
- * here (argument checks and a typed-array view per call), more than the loop.
- */
-const SHORT = 64;
+import { copyBytes } from '../bytes.js';
 
-/** Copies src[start, end) to dst[off]; returns the number of bytes copied. */
-export function copyBytes(src: Uint8Array, start: number, end: number, dst: Uint8Array, off: number): number {
-  const n = end - start;
-  if (n >= SHORT) dst.set(src.subarray(start, end), off);
-  else for (let i = 0; i < n; i++) dst[off + i] = src[start + i]!;
-  return n;
-}
-
-/** Sets dst[start, end) to byte. */
-export function fillBytes(dst: Uint8Array, byte: number, start: number, end: number): void {
-  if (end - start >= SHORT) dst.fill(byte, start, end);
-  else for (let i = start; i < end; i++) dst[i] = byte;
-}
+export { copyBytes, fillBytes } from '../bytes.js';
 
 /** Code points in b[start, end). */
 export function cpCount(b: Uint8Array, start: number, end: number): number {

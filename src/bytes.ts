@@ -1,0 +1,76 @@
+/**
+ * Copying and filling short byte ranges, for the per-row paths (masking on the wire).
+ *
+ * Buffer#copy, Buffer#fill and TypedArray#set cost ~60 ns per call on a 12-byte span here: each
+ * makes a typed-array view and crosses into C++. A byte loop costs ~2.4 ns per byte. Four bytes
+ * at a time through a DataView (inlined by the JIT, no allocation) cost ~0.7 ns per byte
+ * (measured on this machine: 12 bytes 29 -> 9 ns, 48 bytes 78 -> 20 ns). The DataViews of the
+ * last source and destination are cached: rows are copied from one network chunk into one arena
+ * at a time (and a masker's constant value).
+ */
+
+/** At least this many bytes go to the native copy/fill, whose fixed cost is then amortized. */
+const NATIVE = 128;
+
+// Two cached sources: a row's bytes come from the network chunk and from a masker's constant.
+let srcBuf: Uint8Array | null = null;
+let srcView: DataView = new DataView(new ArrayBuffer(0));
+let srcBuf2: Uint8Array | null = null;
+let srcView2: DataView = srcView;
+let dstBuf: Uint8Array | null = null;
+let dstView: DataView = new DataView(new ArrayBuffer(0));
+
+function viewOfSource(b: Uint8Array): DataView {
+  if (b === srcBuf) return srcView;
+  if (b === srcBuf2) return srcView2;
+  srcBuf2 = srcBuf;
+  srcView2 = srcView;
+  srcBuf = b;
+  srcView = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return srcView;
+}
+
+function viewOfDestination(b: Uint8Array): DataView {
+  if (b !== dstBuf) {
+    dstBuf = b;
+    dstView = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  }
+  return dstView;
+}
+
+/** Copies src[start, end) to dst[off..]; returns the number of bytes copied. The ranges must not overlap. */
+export function copyBytes(src: Uint8Array, start: number, end: number, dst: Uint8Array, off: number): number {
+  const n = end - start;
+  if (n < 8) {
+    for (let i = 0; i < n; i++) dst[off + i] = src[start + i]!;
+    return n;
+  }
+  if (n >= NATIVE) {
+    dst.set(src.subarray(start, end), off);
+    return n;
+  }
+  const s = viewOfSource(src);
+  const d = viewOfDestination(dst);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) d.setUint32(off + i, s.getUint32(start + i));
+  for (; i < n; i++) dst[off + i] = src[start + i]!;
+  return n;
+}
+
+/** Sets dst[start, end) to byte. */
+export function fillBytes(dst: Uint8Array, byte: number, start: number, end: number): void {
+  const n = end - start;
+  if (n < 8) {
+    for (let i = start; i < end; i++) dst[i] = byte;
+    return;
+  }
+  if (n >= NATIVE) {
+    dst.fill(byte, start, end);
+    return;
+  }
+  const d = viewOfDestination(dst);
+  const word = (byte * 0x01010101) >>> 0;
+  let i = start;
+  for (; i + 4 <= end; i += 4) d.setUint32(i, word);
+  for (; i < end; i++) dst[i] = byte;
+}
