@@ -292,40 +292,7 @@ export class MaskingStage implements PipelinePlugin {
       masked.push(label);
     });
     if (idx.length === 0) return { transform: null, masked };
-    const n = idx.length;
-    const ranges = maskers.map((m) => m.range);
-    // Straight from the frame when every masker can (no Buffer per value): plan the whole row
-    // first (each masker remembers its own column), then the relay writes.
-    const ranged: RowTransform['ranged'] = ranges.every((r) => r !== undefined)
-      ? {
-          plan: (frame, offs, count, lengths) => {
-            for (let k = 0; k < n; k++) {
-              const i = idx[k]!;
-              const len = i < count ? offs[2 * i + 1]! : -1;
-              if (len < 0) {
-                lengths[k] = -1;
-                continue;
-              }
-              const out = ranges[k]!.plan(frame, offs[2 * i]!, offs[2 * i]! + len);
-              if (out < 0) return false;
-              lengths[k] = out;
-            }
-            return true;
-          },
-          write: (k, frame, dst, pos) => ranges[k]!.write(frame, dst, pos),
-        }
-      : undefined;
-    const transform: RowTransform = Object.assign(
-      (values: Array<Buffer | null>): Array<Buffer | null> => {
-        for (let k = 0; k < n; k++) {
-          const i = idx[k]!;
-          if (i < values.length) values[i] = maskers[k]!(values[i]!);
-        }
-        return values;
-      },
-      ranged !== undefined ? { touches: idx, ranged } : { touches: idx },
-    );
-    return { transform, masked };
+    return { transform: maskingTransform(idx, maskers), masked };
   }
 
   #sourceClasses(catalog: Catalog | undefined, s: SourceColumn, unresolved: { hit: boolean }): Array<MaskClass | null> {
@@ -344,4 +311,44 @@ export class MaskingStage implements PipelinePlugin {
     if (spec.fn === 'scrub') return compileTextScrubber(MASK_CLASSES, column, { maskChar: spec.maskChar });
     return compileMasker({ fn: spec.fn as never, keepFirst: spec.keepFirst, keepLast: spec.keepLast, maskChar: spec.maskChar, key: this.#key }, column, { inPlace: true });
   }
+}
+
+/**
+ * The row transform that masks result columns `idx[k]` (ascending) with `maskers[k]`. Straight
+ * from the frame when every masker can (no Buffer per value): the whole row is planned first
+ * (each masker remembers its own column), then the relay writes.
+ */
+export function maskingTransform(idx: readonly number[], maskers: readonly Masker[]): RowTransform {
+  const n = idx.length;
+  const ranges = maskers.map((m) => m.range);
+  const ranged: RowTransform['ranged'] = ranges.every((r) => r !== undefined)
+    ? {
+        plan: (frame, offs, count, lengths) => {
+          for (let k = 0; k < n; k++) {
+            const i = idx[k]!;
+            const len = i < count ? offs[2 * i + 1]! : -1;
+            if (len < 0) {
+              lengths[k] = -1;
+              continue;
+            }
+            const out = ranges[k]!.plan(frame, offs[2 * i]!, offs[2 * i]! + len);
+            if (out < 0) return false;
+            lengths[k] = out;
+          }
+          return true;
+        },
+        write: (k, frame, dst, pos) => ranges[k]!.write(frame, dst, pos),
+      }
+    : undefined;
+  const transform: RowTransform = Object.assign(
+    (values: Array<Buffer | null>): Array<Buffer | null> => {
+      for (let k = 0; k < n; k++) {
+        const i = idx[k]!;
+        if (i < values.length) values[i] = maskers[k]!(values[i]!);
+      }
+      return values;
+    },
+    ranged !== undefined ? { touches: idx, ranged } : { touches: idx },
+  );
+  return transform;
 }

@@ -47,6 +47,7 @@ import {
   type FrameVerdict,
 } from '../../protocol/postgres/index.js';
 import type { Pipeline } from '../../session/pipeline.js';
+import { RowRewriter } from './row-rewriter.js';
 import { permits, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from '../../session/types.js';
 
 /** Largest frame accepted when only passed through (PostgreSQL's own MaxAllocSize). */
@@ -60,7 +61,7 @@ const REFUSED_EXECUTE = new BufferWriter().begin(FrontendCode.Execute).cstring(`
 
 /**
  * The verdict for a DataRow rewritten into the relay's arena: a marker the upstream handler's
- * `emit` knows, so a row costs no Buffer of its own (the range is in #rowFrom/#rowTo).
+ * `emit` knows, so a row costs no Buffer of its own (the range is the row rewriter's rowFrom/rowTo).
  */
 const ARENA_ROW = Buffer.alloc(0);
 
@@ -703,35 +704,24 @@ export class PgRelay {
       }
     },
     emit: (chunk) => {
-      // A rewritten row (ARENA_ROW: this.#arena[#rowFrom, #rowTo)). Rows follow each other in the
+      // A rewritten row (ARENA_ROW: the row rewriter's arena[rowFrom, rowTo)). Rows follow each other in the
       // arena: join them into one write, by offsets, without a Buffer per row.
       if (chunk === ARENA_ROW) {
-        const arena = this.#arena;
-        if (this.#outArena === arena && this.#rowFrom === this.#outEnd) {
-          this.#outEnd = this.#rowTo;
+        const rows = this.#rows;
+        if (this.#outArena === rows.arena && rows.rowFrom === this.#outEnd) {
+          this.#outEnd = rows.rowTo;
           return;
         }
         this.#flushOut();
-        this.#outArena = arena;
-        this.#outStart = this.#rowFrom;
-        this.#outEnd = this.#rowTo;
+        this.#outArena = rows.arena;
+        this.#outStart = rows.rowFrom;
+        this.#outEnd = rows.rowTo;
         return;
       }
       this.#flushOut();
       this.#writeClient(chunk);
     },
   };
-
-  /** The arena range of the row a transform just rewrote (emitted as ARENA_ROW). */
-  #rowFrom = 0;
-  #rowTo = 0;
-
-  /** Verdict for a row rewritten into the arena: `[#rowFrom, #rowTo)` of `#arena`. */
-  #arenaRow(from: number, to: number): Buffer {
-    this.#rowFrom = from;
-    this.#rowTo = to;
-    return ARENA_ROW;
-  }
 
   /** Rewritten rows waiting to be joined with the next ones: #outArena[#outStart, #outEnd) (written at the end of each chunk). */
   #outArena: Buffer | null = null;
@@ -1034,13 +1024,8 @@ export class PgRelay {
     return columns;
   }
 
-  /** A DataRow's values as read, to tell whether the transform replaced any (reused per row). */
-  readonly #rowValues: Array<Buffer | null> = [];
-  /** A DataRow's value offsets and lengths, reused per row. */
-  #rowOffsets = new Int32Array(64);
-  /** Where rewritten DataRows are assembled; replaced (never reused) when full. */
-  #arena: Buffer = Buffer.alloc(0);
-  #arenaPos = 0;
+  /** Rewrites masked DataRows (into its arena, or in place). */
+  readonly #rows = new RowRewriter();
 
   #onDataRow(head: Expectation | undefined, frame: Buffer, start: number, end: number): FrameVerdict {
     if (head?.exec) head.exec.dataRows++;
@@ -1059,7 +1044,7 @@ export class PgRelay {
           r.transform = transform;
           this.#resumeUpstream(2);
           try {
-            const out = transform === null ? FORWARD : this.#rewriteRow(transform, r.columns!, held, 0, held.length);
+            const out = transform !== null && this.#rows.rewrite(transform, r.columns!, held, 0, held.length) ? ARENA_ROW : FORWARD;
             this.#fromUpstream.resume(out === FORWARD ? held : out);
             this.#flushOut();
           } catch (err) {
@@ -1072,7 +1057,7 @@ export class PgRelay {
       r.transform = t = chosen;
     }
     if (t === null) return FORWARD;
-    return this.#rewriteRow(t, r.columns!, frame, start, end);
+    return this.#rows.rewrite(t, r.columns!, frame, start, end) ? ARENA_ROW : FORWARD;
   }
 
   /** Ask the pipeline for the transform of a result set; failures fail closed (every value NULL). */
@@ -1093,147 +1078,6 @@ export class PgRelay {
     } catch (err) {
       return failed(err);
     }
-  }
-
-  /**
-   * Apply a transform to one DataRow. Written for speed (bench/masking-proxy.ts): value offsets
-   * are read without making views, only the columns the transform touches become views; when
-   * the maskers wrote over those bytes at the same length the frame goes out as it is; otherwise
-   * the new frame is assembled in an arena shared by the rows of this chunk (one allocation per
-   * arena, not per row; arenas are never reused, as socket writes hold on to them).
-   */
-  #rewriteRow(transform: RowTransform, columns: readonly ResultColumn[], frame: Buffer, start: number, end: number): Buffer | typeof FORWARD {
-    let p = start + 5;
-    if (p + 2 > end) throw new ProtocolError('message is shorter than its contents require');
-    const n = frame.readInt16BE(p);
-    p += 2;
-    let offs = this.#rowOffsets;
-    if (offs.length < 2 * n) offs = this.#rowOffsets = new Int32Array(2 * n + 16);
-    for (let i = 0; i < n; i++) {
-      if (p + 4 > end) throw new ProtocolError('message is shorter than its contents require');
-      // Inlined big-endian int32 (readInt32BE's checks cost more than the read, per value per row).
-      const len = (frame[p]! << 24) | (frame[p + 1]! << 16) | (frame[p + 2]! << 8) | frame[p + 3]!;
-      p += 4;
-      if (len > end - p) throw new ProtocolError('message is shorter than its contents require');
-      offs[2 * i] = p;
-      offs[2 * i + 1] = len; // -1 = NULL
-      if (len > 0) p += len;
-    }
-    const touches = transform.touches;
-    const ranged = transform.ranged;
-    if (ranged !== undefined && touches !== undefined) {
-      let lens = this.#rangedLengths;
-      if (lens.length < touches.length) lens = this.#rangedLengths = new Int32Array(touches.length + 8);
-      if (ranged.plan(frame, offs, n, lens)) return this.#writeRanged(ranged, touches, lens, frame, start, end, offs, n);
-    }
-    const values: Array<Buffer | null> = new Array(n);
-    const before = this.#rowValues;
-    const count = touches === undefined ? n : touches.length;
-    for (let k = 0; k < count; k++) {
-      const i = touches === undefined ? k : touches[k]!;
-      if (i >= n) continue;
-      const len = offs[2 * i + 1]!;
-      values[i] = before[i] = len < 0 ? null : frame.subarray(offs[2 * i]!, offs[2 * i]! + len);
-    }
-    const out = transform(values, columns);
-    let same = out.length === n;
-    if (touches === undefined) for (let i = 0; same && i < n; i++) same = out[i] === before[i];
-    else for (let k = 0; same && k < touches.length; k++) same = touches[k]! >= n || out[touches[k]!] === before[touches[k]!];
-    if (same) return FORWARD;
-    // Size of the new frame: tag, length, count, then each value's length and bytes. Columns the
-    // transform does not touch were never read into `values` (still undefined): copied from the frame.
-    let size = 7;
-    for (let i = 0; i < out.length; i++) {
-      const v = i < n ? out[i] : (out[i] ?? null);
-      size += 4 + (v === undefined ? Math.max(0, offs[2 * i + 1]!) : v === null ? 0 : v.length);
-    }
-    let arena = this.#arena;
-    if (arena.length - this.#arenaPos < size) {
-      arena = this.#arena = Buffer.allocUnsafe(Math.max(ARENA_BYTES, size));
-      this.#arenaPos = 0;
-    }
-    const o0 = this.#arenaPos;
-    let o = o0;
-    arena[o] = BackendCode.DataRow;
-    arena.writeInt32BE(size - 1, o + 1);
-    arena.writeInt16BE(out.length, o + 5);
-    o += 7;
-    for (let i = 0; i < out.length; i++) {
-      const v = i < n ? out[i] : (out[i] ?? null);
-      if (v === undefined) {
-        const len = offs[2 * i + 1]!;
-        arena.writeInt32BE(len, o);
-        o += 4;
-        if (len > 0) o += frame.copy(arena, o, offs[2 * i]!, offs[2 * i]! + len);
-      } else if (v === null) {
-        arena.writeInt32BE(-1, o);
-        o += 4;
-      } else {
-        arena.writeInt32BE(v.length, o);
-        o += 4;
-        o += v.copy(arena, o);
-      }
-    }
-    this.#arenaPos = o;
-    return this.#arenaRow(o0, o);
-  }
-
-  /** Output lengths of the touched values of the row being rewritten (ranged transforms). */
-  #rangedLengths = new Int32Array(16);
-
-  /**
-   * Write a planned ranged rewrite: over the frame itself when every value keeps its length,
-   * else into the arena, copying the untouched stretches between touched values in one piece each.
-   */
-  #writeRanged(ranged: NonNullable<RowTransform['ranged']>, touches: readonly number[], lens: Int32Array, frame: Buffer, start: number, end: number, offs: Int32Array, n: number): Buffer | typeof FORWARD {
-    let delta = 0;
-    let same = true;
-    for (let k = 0; k < touches.length; k++) {
-      const i = touches[k]!;
-      if (i >= n) continue;
-      const old = offs[2 * i + 1]!;
-      const now = lens[k]!;
-      if (now !== old) same = false;
-      delta += Math.max(now, 0) - Math.max(old, 0);
-    }
-    if (same) {
-      for (let k = 0; k < touches.length; k++) {
-        const i = touches[k]!;
-        if (i < n && lens[k]! >= 0) ranged.write(k, frame, frame, offs[2 * i]!);
-      }
-      return FORWARD;
-    }
-    const size = end - start + delta;
-    let arena = this.#arena;
-    if (arena.length - this.#arenaPos < size) {
-      arena = this.#arena = Buffer.allocUnsafe(Math.max(ARENA_BYTES, size));
-      this.#arenaPos = 0;
-    }
-    const o0 = this.#arenaPos;
-    arena[o0] = BackendCode.DataRow;
-    arena.writeInt32BE(size - 1, o0 + 1);
-    let o = o0 + 5;
-    // From the column count on: untouched stretches are copied whole; each touched value gets
-    // its new length and its masked bytes.
-    let from = start + 5;
-    for (let k = 0; k < touches.length; k++) {
-      const i = touches[k]!;
-      if (i >= n) continue;
-      const header = offs[2 * i]! - 4;
-      if (header > from) o += copyBytes(frame, from, header, arena, o);
-      const len = lens[k]!;
-      arena[o] = len >>> 24;
-      arena[o + 1] = len >>> 16;
-      arena[o + 2] = len >>> 8;
-      arena[o + 3] = len;
-      o += 4;
-      if (len > 0) ranged.write(k, frame, arena, o);
-      if (len > 0) o += len;
-      from = offs[2 * i]! + Math.max(offs[2 * i + 1]!, 0);
-    }
-    if (end > from) o += copyBytes(frame, from, end, arena, o);
-    this.#arenaPos = o;
-    return this.#arenaRow(o0, o);
   }
 
   // ---- lifecycle ----------------------------------------------------------------------------
@@ -1280,16 +1124,5 @@ const INJECT_NAME = 'gatehouse_breaker';
 const INJECT_WRITER = new BufferWriter(256);
 const DESCRIBE_WRITER = new BufferWriter(128);
 
-/** Size of the buffers rewritten DataRows are assembled in. */
-const ARENA_BYTES = 64 * 1024;
-
 /** Fail-closed transform: every value NULL (used when the result phase cannot run). */
-/** Copy src[start, end) to dst[pos..]: short spans by a loop (Buffer#copy makes a view and crosses into C++ per call). */
-function copyBytes(src: Buffer, start: number, end: number, dst: Buffer, pos: number): number {
-  const n = end - start;
-  if (n >= 64) dst.set(src.subarray(start, end), pos);
-  else for (let i = 0; i < n; i++) dst[pos + i] = src[start + i]!;
-  return n;
-}
-
 const NULL_ROW: RowTransform = (values) => values.fill(null);
