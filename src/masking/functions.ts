@@ -204,7 +204,8 @@ function compileTextInPlace(s: Resolved, shape: TextShape): Masker {
   const keepFirst = s.keepFirst;
   const keepLast = s.keepLast;
   const maxChars = shape.maxChars;
-  const plan = (v: Buffer, start: number, end: number): boolean => {
+  /** The output length (the input's) when the value masks in place, else -1. */
+  const plan = (v: Buffer, start: number, end: number): number => {
     // One pass over the value: whether it is ASCII (then code points are bytes and every offset
     // is arithmetic) and, for email, where its '@' and the last '.' after it are. Most values are
     // ASCII; the others take the code-point walk below.
@@ -227,7 +228,7 @@ function compileTextInPlace(s: Resolved, shape: TextShape): Masker {
     let b: number;
     if (high < 0x80) {
       const n = end - start;
-      if (maxChars >= 0 && n > maxChars) return false;
+      if (maxChars >= 0 && n > maxChars) return -1;
       if (!blank && at > start && dot > at + 1 && dot < end - 1) {
         // emailAt's rule, from the same pass.
         a = at - start >= 2 ? start + 1 : start;
@@ -240,7 +241,7 @@ function compileTextInPlace(s: Resolved, shape: TextShape): Masker {
     } else {
       // The value may mask to a different byte length (a multibyte character under a one-byte
       // mask): the rebuilding masker handles it.
-      if (maxChars >= 0 && cpCount(v, start, end) > maxChars) return false;
+      if (maxChars >= 0 && cpCount(v, start, end) > maxChars) return -1;
       let m: number;
       const e = email ? emailAt(v, start, end) : -1;
       if (e >= 0) {
@@ -256,16 +257,16 @@ function compileTextInPlace(s: Resolved, shape: TextShape): Masker {
         b = cpBackward(v, a, end, l);
         m = n - f - l;
       }
-      if (b - a !== m) return false;
+      if (b - a !== m) return -1;
     }
     planStart = start;
     planEnd = end;
     spanA = a;
     spanB = b;
-    return true;
+    return end - start;
   };
   const range: RangeMasker = {
-    plan: (v, start, end) => (plan(v, start, end) ? end - start : -1),
+    plan,
     write: (v, dst, pos) => {
       const from = pos - planStart;
       if (dst !== v || from !== 0) {
@@ -278,7 +279,7 @@ function compileTextInPlace(s: Resolved, shape: TextShape): Masker {
   };
   const masker = (v: Buffer | null): Buffer | null => {
     if (v === null) return null;
-    if (plan(v, 0, v.length)) {
+    if (plan(v, 0, v.length) >= 0) {
       fillBytes(v, byte, spanA, spanB);
       return v;
     }

@@ -337,7 +337,7 @@ export function maskingTransform(idx: readonly number[], maskers: readonly Maske
           }
           return true;
         },
-        write: (k, frame, dst, pos) => ranges[k]!.write(frame, dst, pos),
+        writers: ranges.map((r) => r!.write),
       }
     : undefined;
   const transform: RowTransform = Object.assign(

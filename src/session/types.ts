@@ -230,12 +230,12 @@ export type RowTransform = ((values: Array<Buffer | null>, columns: readonly Res
    * `touches`, in ascending order). `plan` computes the output length of each touched value into
    * `lengths` (indexed like `touches`; -1 = NULL), where `offsets` holds each value's start and
    * length (-1 = NULL) in `frame`; false when some value cannot be done this way (the transform
-   * function is then called instead). `write` writes touched value k's planned output at
+   * function is then called instead). `writers[k]` writes touched value k's planned output at
    * dst[pos..]; dst may be the frame itself, at the value's own position, when the length is
    * unchanged.
    */
   readonly ranged?: {
     plan(frame: Buffer, offsets: Int32Array, count: number, lengths: Int32Array): boolean;
-    write(k: number, frame: Buffer, dst: Buffer, pos: number): void;
+    readonly writers: ReadonlyArray<(frame: Buffer, dst: Buffer, pos: number) => void>;
   };
 };

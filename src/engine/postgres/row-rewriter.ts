@@ -133,6 +133,7 @@ export class RowRewriter {
    * else into the arena, copying the untouched stretches between touched values in one piece each.
    */
   #writeRanged(ranged: NonNullable<RowTransform['ranged']>, touches: readonly number[], lens: Int32Array, frame: Buffer, start: number, end: number, offs: Int32Array, n: number): boolean {
+    const writers = ranged.writers;
     let delta = 0;
     let same = true;
     for (let k = 0; k < touches.length; k++) {
@@ -146,7 +147,7 @@ export class RowRewriter {
     if (same) {
       for (let k = 0; k < touches.length; k++) {
         const i = touches[k]!;
-        if (i < n && lens[k]! >= 0) ranged.write(k, frame, frame, offs[2 * i]!);
+        if (i < n && lens[k]! >= 0) writers[k]!(frame, frame, offs[2 * i]!);
       }
       return false;
     }
@@ -168,7 +169,7 @@ export class RowRewriter {
       writeInt32(arena, o, len);
       o += 4;
       if (len > 0) {
-        ranged.write(k, frame, arena, o);
+        writers[k]!(frame, arena, o);
         o += len;
       }
       from = offs[2 * i]! + Math.max(offs[2 * i + 1]!, 0);
