@@ -20,6 +20,10 @@ import type { Decision, SessionInfo, Statement } from '../src/session/types.js';
 import { ALLOW } from '../src/session/types.js';
 import { analyzePostgres, loadPostgresParser } from '../src/sql/pg-analyzer.js';
 import { statementKey } from '../src/sql/statement-key.js';
+import { RowRewriter } from '../src/engine/postgres/row-rewriter.js';
+import { compileMasker, PgType, type MaskSpec } from '../src/masking/index.js';
+import { maskingTransform } from '../src/masking/stage.js';
+import type { ResultColumn } from '../src/session/types.js';
 import { BENCH_RULES, benchPolicyYaml, joinStatement, pgbenchSelect } from './policy-fixture.js';
 import type { BenchContext, Section, SectionResult } from './section.js';
 import type { Column } from './table.js';
@@ -109,6 +113,42 @@ function benchSession(n: number): SessionInfo {
   };
 }
 
+/**
+ * Masking one DataRow of the masking benchmark's table (id, email, phone, ssn as text) as the
+ * relay does: 4,096 rows laid out as in a network chunk, one rewritten per call. `redact` gives the
+ * SSN a shorter value, so each row is rebuilt in the arena; `partial` keeps every length, so the
+ * row is masked where it lies.
+ */
+function maskRowBench(plan: 'redact' | 'partial'): (i: number) => unknown {
+  const text = { typeId: PgType.text, typmod: -1, binary: false };
+  const ssn: MaskSpec = plan === 'redact' ? { fn: 'redact' } : { fn: 'partial', keepFirst: 0, keepLast: 4 };
+  const specs: MaskSpec[] = [{ fn: 'email' }, { fn: 'partial' }, ssn];
+  const transform = maskingTransform([1, 2, 3], specs.map((m) => compileMasker(m, text, { inPlace: true })));
+  const columns: ResultColumn[] = ['id', 'email', 'phone', 'ssn'].map((name, k) => ({ name, tableId: 0, columnId: k + 1, ...text }));
+  const frames: Buffer[] = [];
+  for (let g = 1; g <= 4096; g++) {
+    const values = [String(g), `user${g}@example.com`, `+1 415-555-${String(g).padStart(4, '0')}`, `${String(g % 900).padStart(3, '1')}-${String(g % 100).padStart(2, '1')}-${String(g).padStart(4, '0')}`];
+    const parts = values.map((v) => Buffer.from(v));
+    const size = 7 + parts.reduce((a, b) => a + 4 + b.length, 0);
+    const f = Buffer.alloc(size);
+    f[0] = 0x44;
+    f.writeInt32BE(size - 1, 1);
+    f.writeInt16BE(parts.length, 5);
+    let o = 7;
+    for (const b of parts) {
+      f.writeInt32BE(b.length, o);
+      o += 4 + b.copy(f, o + 4);
+    }
+    frames.push(f);
+  }
+  const chunk = Buffer.concat(frames);
+  const starts: number[] = [];
+  for (let p = 0; p < chunk.length; p += 1 + chunk.readInt32BE(p + 1)) starts.push(p);
+  starts.push(chunk.length);
+  const rows = new RowRewriter();
+  return (i) => rows.rewrite(transform, columns, chunk, starts[i & 4095]!, starts[(i & 4095) + 1]!);
+}
+
 const statement = (text: string): Statement => ({ text, protocol: 'simple', name: '', decision: ALLOW });
 
 /** "allow (no rule matched)" or "allow; matched audit.x:audit". */
@@ -155,6 +195,8 @@ export const microSection: Section = {
       { id: 'decide-uncached', title: `(c) stage.decide, new shape (${joinLength}-char join): analysis + decision`, targetUs: 300, fn: () => stage.decide(uncachedSession, statement(joinStatement(variant++))) },
       { id: 'analyze', title: `(d) analyzePostgres(${joinLength}-char join)`, targetUs: null, fn: () => analyzePostgres(joinStatement(variant++)) },
       { id: 'normalize', title: `(e) libpg-query normalizeSync(${joinLength}-char join), reference`, targetUs: null, fn: () => normalizeSync(joinStatement(variant++)) },
+      { id: 'mask-row-rebuilt', title: '(f) mask one DataRow, 3 of 4 text columns, redact plan (rebuilt in the arena)', targetUs: null, fn: maskRowBench('redact') },
+      { id: 'mask-row-in-place', title: '(g) mask one DataRow, 3 of 4 text columns, partial plan (in place)', targetUs: null, fn: maskRowBench('partial') },
     ];
 
     const rows: MicroRow[] = [];
@@ -194,6 +236,7 @@ export const microSection: Section = {
       `decisions: pgbench SELECT -> ${describeDecision(first)}; join -> ${describeDecision(joinDecision)}.`,
       `(b) varies the literal (aid) over 4,096 texts of one shape: shape key + the session's decision cache. (c)-(e) vary the table aliases on every call, so each call is a new shape that misses the facts cache and the session's decision cache.`,
       `join: ${joinStatement(0)}`,
+      `(f), (g): the masking benchmark's rows (id, email, phone, ssn) through the relay's RowRewriter with the masking stage's row transform; plans as in the masking section.`,
     ];
     return { table: { columns, rows: tableRows }, notes, rows, errors };
   },
