@@ -21,6 +21,7 @@ import { ALLOW } from '../src/session/types.js';
 import { analyzePostgres, loadPostgresParser } from '../src/sql/pg-analyzer.js';
 import { statementKey } from '../src/sql/statement-key.js';
 import { RowRewriter } from '../src/engine/postgres/row-rewriter.js';
+import { messages } from '../src/protocol/postgres/index.js';
 import { compileMasker, PgType, type MaskSpec } from '../src/masking/index.js';
 import { maskingTransform } from '../src/masking/stage.js';
 import type { ResultColumn } from '../src/session/types.js';
@@ -128,18 +129,7 @@ function maskRowBench(plan: 'redact' | 'partial'): (i: number) => unknown {
   const frames: Buffer[] = [];
   for (let g = 1; g <= 4096; g++) {
     const values = [String(g), `user${g}@example.com`, `+1 415-555-${String(g).padStart(4, '0')}`, `${String(g % 900).padStart(3, '1')}-${String(g % 100).padStart(2, '1')}-${String(g).padStart(4, '0')}`];
-    const parts = values.map((v) => Buffer.from(v));
-    const size = 7 + parts.reduce((a, b) => a + 4 + b.length, 0);
-    const f = Buffer.alloc(size);
-    f[0] = 0x44;
-    f.writeInt32BE(size - 1, 1);
-    f.writeInt16BE(parts.length, 5);
-    let o = 7;
-    for (const b of parts) {
-      f.writeInt32BE(b.length, o);
-      o += 4 + b.copy(f, o + 4);
-    }
-    frames.push(f);
+    frames.push(messages.dataRow(values));
   }
   const chunk = Buffer.concat(frames);
   const starts: number[] = [];

@@ -3,29 +3,14 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { compileMasker, PgType, type MaskSpec } from '../../masking/index.js';
 import { maskingTransform } from '../../masking/stage.js';
-import { ProtocolError } from '../../protocol/postgres/index.js';
+import { messages, ProtocolError } from '../../protocol/postgres/index.js';
 import type { ResultColumn, RowTransform } from '../../session/types.js';
 import { RowRewriter } from './row-rewriter.js';
 
 const TEXT = { typeId: PgType.text, typmod: -1, binary: false };
 const columns = (n: number): ResultColumn[] => Array.from({ length: n }, (_, i) => ({ name: `c${i}`, tableId: 0, columnId: i + 1, ...TEXT }));
 
-/** A DataRow frame of these values (null = SQL NULL). */
-function dataRow(values: ReadonlyArray<string | null>): Buffer {
-  const parts = values.map((v) => (v === null ? null : Buffer.from(v, 'utf8')));
-  const size = 7 + parts.reduce((a, p) => a + 4 + (p?.length ?? 0), 0);
-  const b = Buffer.alloc(size);
-  b[0] = 0x44;
-  b.writeInt32BE(size - 1, 1);
-  b.writeInt16BE(values.length, 5);
-  let o = 7;
-  for (const p of parts) {
-    b.writeInt32BE(p === null ? -1 : p.length, o);
-    o += 4;
-    if (p !== null) o += p.copy(b, o);
-  }
-  return b;
-}
+const dataRow = (values: ReadonlyArray<string | null>): Buffer => messages.dataRow(values);
 
 /** The values of a DataRow frame. */
 function valuesOf(frame: Buffer): Array<string | null> {

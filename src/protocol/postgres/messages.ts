@@ -139,3 +139,21 @@ export function query(text: string): Buffer {
 export function parse(name: string, text: string): Buffer {
   return build((w) => w.begin(FrontendCode.Parse).cstring(name).cstring(text).int16(0).close());
 }
+
+/**
+ * A DataRow of text or binary values (null = SQL NULL). Gatehouse relays the server's rows and
+ * never builds one on the wire; tests and benchmarks use this to make rows as the server sends them.
+ */
+export function dataRow(values: ReadonlyArray<string | Uint8Array | null>): Buffer {
+  return build((w) => {
+    w.begin(BackendCode.DataRow).int16(values.length);
+    for (const v of values) {
+      if (v === null) w.int32(-1);
+      else {
+        const b = typeof v === 'string' ? Buffer.from(v, 'utf8') : v;
+        w.int32(b.length).bytes(b);
+      }
+    }
+    w.close();
+  });
+}
