@@ -11,6 +11,11 @@
 
 /** At least this many bytes go to the native copy/fill, whose fixed cost is then amortized. */
 const NATIVE = 128;
+/**
+ * Buffers larger than this are not given a cached DataView: the cache would keep them alive
+ * until the next copy (a rare multi-megabyte row); their short copies take the byte loop.
+ */
+const CACHE_LIMIT = 1 << 20;
 
 // Two cached sources: a row's bytes come from the network chunk and from a masker's constant.
 let srcBuf: Uint8Array | null = null;
@@ -45,15 +50,20 @@ export function copyBytes(src: Uint8Array, start: number, end: number, dst: Uint
     for (let i = 0; i < n; i++) dst[off + i] = src[start + i]!;
     return n;
   }
-  if (n >= NATIVE) {
-    dst.set(src.subarray(start, end), off);
-    return n;
-  }
+  if (n >= NATIVE || src.length > CACHE_LIMIT || dst.length > CACHE_LIMIT) return copyUncached(src, start, end, dst, off);
   const s = viewOfSource(src);
   const d = viewOfDestination(dst);
   let i = 0;
   for (; i + 4 <= n; i += 4) d.setUint32(off + i, s.getUint32(start + i));
   for (; i < n; i++) dst[off + i] = src[start + i]!;
+  return n;
+}
+
+/** Long spans, and spans of buffers too large to cache. Kept out of copyBytes, which stays small enough to inline. */
+function copyUncached(src: Uint8Array, start: number, end: number, dst: Uint8Array, off: number): number {
+  const n = end - start;
+  if (n >= NATIVE) dst.set(src.subarray(start, end), off);
+  else for (let i = 0; i < n; i++) dst[off + i] = src[start + i]!;
   return n;
 }
 
@@ -64,13 +74,15 @@ export function fillBytes(dst: Uint8Array, byte: number, start: number, end: num
     for (let i = start; i < end; i++) dst[i] = byte;
     return;
   }
-  if (n >= NATIVE) {
-    dst.fill(byte, start, end);
-    return;
-  }
+  if (n >= NATIVE || dst.length > CACHE_LIMIT) return fillUncached(dst, byte, start, end);
   const d = viewOfDestination(dst);
   const word = (byte * 0x01010101) >>> 0;
   let i = start;
   for (; i + 4 <= end; i += 4) d.setUint32(i, word);
   for (; i < end; i++) dst[i] = byte;
+}
+
+function fillUncached(dst: Uint8Array, byte: number, start: number, end: number): void {
+  if (end - start >= NATIVE) dst.fill(byte, start, end);
+  else for (let i = start; i < end; i++) dst[i] = byte;
 }

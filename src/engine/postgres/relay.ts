@@ -47,8 +47,8 @@ import {
   type FrameVerdict,
 } from '../../protocol/postgres/index.js';
 import type { Pipeline } from '../../session/pipeline.js';
-import { RowRewriter } from './row-rewriter.js';
 import { permits, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from '../../session/types.js';
+import { RowRewriter } from './row-rewriter.js';
 
 /** Largest frame accepted when only passed through (PostgreSQL's own MaxAllocSize). */
 const MAX_FRAME = 0x3fffffff;
@@ -704,8 +704,8 @@ export class PgRelay {
       }
     },
     emit: (chunk) => {
-      // A rewritten row (ARENA_ROW: the row rewriter's arena[rowFrom, rowTo)). Rows follow each other in the
-      // arena: join them into one write, by offsets, without a Buffer per row.
+      // A rewritten row (ARENA_ROW: the row rewriter's arena[rowFrom, rowTo)). Rows follow each
+      // other in the arena: join them into one write, by offsets, without a Buffer per row.
       if (chunk === ARENA_ROW) {
         const rows = this.#rows;
         if (this.#outArena === rows.arena && rows.rowFrom === this.#outEnd) {
