@@ -700,6 +700,33 @@ masking:
     assert.ok(!p.stdout.includes('user1@'), 'no clear email in the psql output');
   });
 
+  it('100,000 rows rebuilt in the arena stay intact, read at once or after the client stops reading for a while', async () => {
+    // api_key masks to NULL and name to a pseudonym of another length: every row is rebuilt in
+    // the relay's arenas. A client that stops reading makes the proxy's writes back up while
+    // they still point into those arenas.
+    const sql = 'SELECT m.id, m.email, c.api_key, c.name FROM many m CROSS JOIN customers c WHERE c.id = 1 ORDER BY m.id';
+    const expected = (i: number): string => `u${'*'.repeat(`user${i}`.length - 1)}@example.com`;
+    const check = (rows: Array<{ id: string; email: string; api_key: string | null; name: string }>, label: string): void => {
+      assert.equal(rows.length, 100_000, label);
+      const name = rows[0]!.name;
+      assert.match(name, /^h_[a-z2-7]{16}$/, label);
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i]!;
+        if (row.id !== String(i + 1) || row.email !== expected(i + 1) || row.api_key !== null || row.name !== name) assert.fail(`${label}: row ${i}: ${JSON.stringify(row)}`);
+      }
+    };
+    const c = await client('carol');
+    check((await c.query(sql)).rows, 'read at once');
+    const socket = (c as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;
+    // A client that stops reading for a while: the proxy's writes back up, then drain.
+    const pending = c.query(sql);
+    socket.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    socket.resume();
+    check((await pending).rows, 'read after a pause');
+    check((await c.query(sql)).rows, 'read at once again');
+  });
+
   it('explicit masking.columns: a non-obvious name classified by configuration, and a "none" exemption', async () => {
     const c = await client('carol');
     const r = await c.query('SELECT contact_info, support_email, contact_info AS anything FROM customers WHERE id IN (1, 2) ORDER BY id');
