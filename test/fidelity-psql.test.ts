@@ -97,6 +97,27 @@ describe('fidelity: psql through the proxy', () => {
     assert.equal(bulk.stdout.split('\n').filter(Boolean).length, 20005);
   });
 
+  it('\\copy from a large file into a table that stalls now and then: every row arrives intact', async () => {
+    // The server stops reading for a while at three rows (a trigger sleeps), so the proxy's writes
+    // upstream queue up while they still point into the buffer the client's bytes are read into,
+    // and psql keeps sending: that buffer must not be read into again until they are written.
+    await direct(
+      db.name,
+      `create table copy_slow (id int, label text);
+       create function copy_slow_stall() returns trigger language plpgsql as $$ begin perform pg_sleep(0.3); return new; end $$;
+       create trigger copy_slow_stall before insert on copy_slow for each row when (new.id % 100000 = 1000) execute function copy_slow_stall();`,
+    );
+    const rows = 300_000;
+    const file = join(tmp, 'copy-slow.tsv');
+    const label = (i: number): string => `row-${i}-${'x'.repeat(i % 50)}`;
+    writeFileSync(file, Array.from({ length: rows }, (_, i) => `${i}\t${label(i)}\n`).join(''));
+    const r = await psql(['-c', `\\copy copy_slow from '${file}'`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), `COPY ${rows}`);
+    const check = await direct(db.name, `select count(*)::int as n, sum(id)::text as s, count(*) filter (where label is distinct from 'row-' || id || '-' || repeat('x', id % 50))::int as bad from copy_slow`);
+    assert.deepEqual(check.rows, [{ n: rows, s: String(((rows - 1) * rows) / 2), bad: 0 }]);
+  });
+
   it('runs multi-statement strings and files', async () => {
     const multi = await psql(['-At', '-c', 'select 1; select 2; select 3 union all select 4']);
     assert.equal(multi.code, 0, multi.stderr);

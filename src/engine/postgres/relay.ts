@@ -49,6 +49,7 @@ import {
 import type { Pipeline } from '../../session/pipeline.js';
 import { permits, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from '../../session/types.js';
 import { RowRewriter } from './row-rewriter.js';
+import { readInto } from './socket-io.js';
 
 /** Largest frame accepted when only passed through (PostgreSQL's own MaxAllocSize). */
 const MAX_FRAME = 0x3fffffff;
@@ -159,6 +160,13 @@ function expectation(kind: Exp, exec: PendingExecution | null = null, injected =
 /** Whether a statement's result rows are rewritten (a masking decision). */
 const rewritesRows = (s: Statement): boolean => s.decision.masks !== undefined;
 
+/**
+ * Bytes read at a time from a client (each session keeps one such buffer, and one of
+ * READ_BUFFER_BYTES for its upstream, whose results are larger): statements are small, and a
+ * large COPY FROM STDIN only takes more reads.
+ */
+const CLIENT_READ_BYTES = 16 * 1024;
+
 /** Tags of the upstream frames the relay inspects in pass-through. */
 const UPSTREAM_HELD = [
   BackendCode.ParseComplete,
@@ -179,8 +187,9 @@ const UPSTREAM_HELD = [
 export class PgRelay {
   readonly session: SessionInfo;
   readonly #pipeline: Pipeline;
-  readonly #client: Socket;
-  readonly #upstream: Socket;
+  /** Replaced in `start` by the wrappers that read straight into the relay's buffers. */
+  #client: Socket;
+  #upstream: Socket;
   readonly #log: Logger;
   readonly #onBytes: ((c: number, u: number) => void) | undefined;
   readonly #onClose: (reason: string) => void;
@@ -252,10 +261,10 @@ export class PgRelay {
 
   /** Start relaying; `clientBytes`/`upstreamBytes` arrived during the handshake. */
   start(clientBytes: Buffer, upstreamBytes: Buffer): void {
-    const c = this.#client;
-    const u = this.#upstream;
-    c.on('data', this.#onClientData);
-    u.on('data', this.#onUpstreamData);
+    // A chunk read is still referenced after its turn while its frames wait (a paused stream, a
+    // decision or breaker pending) or a write of it is queued: its buffer then is not read into again.
+    const c = (this.#client = readInto(this.#client, this.#onClientData, () => this.#clientPause !== 0 || this.#fromClient.paused || this.#upstream.writableLength > 0, CLIENT_READ_BYTES));
+    const u = (this.#upstream = readInto(this.#upstream, this.#onUpstreamData, () => this.#upstreamPause !== 0 || this.#fromUpstream.paused || this.#client.writableLength > 0));
     c.on('error', (err) => this.#close(`client error: ${err.message}`));
     u.on('error', (err) => this.#upstreamGone(err.message));
     c.on('close', () => this.#close('client disconnected'));
