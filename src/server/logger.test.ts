@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LineBatcher } from './logger.js';
 
-function fakeWriter(): { writes: string[]; flushes: number; syncFlushes: number; write(d: string): boolean; flush(): void; flushSync(): void } {
+/** A file writer that keeps what it is handed (copied: the batcher's buffers are its own until written). */
+function fakeWriter(): { writes: string[]; flushes: number; syncFlushes: number; write(d: Buffer): boolean; flush(): void; flushSync(): void } {
   return {
     writes: [],
     flushes: 0,
     syncFlushes: 0,
     write(d) {
-      this.writes.push(d);
+      this.writes.push(d.toString('utf8'));
       return true;
     },
     flush() {
@@ -43,5 +44,15 @@ describe('LineBatcher', () => {
     b.flushSync();
     assert.deepEqual(out.writes, ['a\n', 'b\n']);
     assert.equal(out.syncFlushes, 1);
+  });
+
+  it('encodes multibyte text, and lines longer than its buffer, whole and in order', () => {
+    const out = fakeWriter();
+    const b = new LineBatcher(out);
+    const lines: string[] = [];
+    for (let i = 0; i < 3000; i++) lines.push(i % 500 === 7 ? `{"big":"${'é€😀'.repeat(40_000)}"}\n` : `{"n":${i},"t":"Zürich ${'€'.repeat(i % 40)} 😀"}\n`);
+    for (const l of lines) b.write(l);
+    b.flush();
+    assert.equal(out.writes.join(''), lines.join(''));
   });
 });

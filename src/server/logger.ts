@@ -3,46 +3,54 @@
  * flushed at least every 100 ms: under load this turns thousands of small writes per second into
  * a few large ones, and a quiet proxy's lines still appear within 100 ms. Flushed on exit.
  *
- * Lines are gathered in an array and handed to the file writer (sonic-boom) joined, a batch at a
- * time. Handed each line, sonic-boom appends it to one growing string while a write is in flight
- * and measures that string's UTF-8 length again on each append: with a backlog, 10-20 µs per
- * statement line against ~1.5 µs batched (measured in-process, 2 million lines).
+ * Each line is encoded once, as it comes, into a 64 KB buffer; slices of it go to the file writer
+ * (sonic-boom, in buffer mode) a batch at a time. Handed strings, sonic-boom measures and encodes
+ * them again, and gathering lines as strings meant joining them first: one copy instead of three
+ * per line (in-process, a statement line logged to /dev/null: ~1.45 -> ~1.1 µs of CPU).
  */
 import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';
 
 export const LOG_FLUSH_INTERVAL_MS = 100;
-/** Characters gathered before they go to the file writer as one string. */
-const BATCH_CHARS = 12 * 1024;
+/** Bytes gathered before they go to the file writer as one write. */
+const BATCH_BYTES = 12 * 1024;
+/** Size of the buffers lines are encoded into (never reused: the file writer may still hold them). */
+const BUFFER_BYTES = 64 * 1024;
 
 interface FileWriter {
-  write(data: string): boolean;
+  write(data: Buffer): boolean;
   flush(cb?: (err?: Error | null) => void): void;
   flushSync(): void;
 }
 
-/** What pino writes to: `write(line)` gathers; `flush` hands the batch on. */
+/** What pino writes to: `write(line)` encodes and gathers; `flush` hands the batch on. */
 export class LineBatcher {
   readonly #out: FileWriter;
-  #lines: string[] = [];
-  #chars = 0;
+  #buf = Buffer.allocUnsafe(BUFFER_BYTES);
+  /** Lines not yet handed on are #buf[#from, #pos). */
+  #from = 0;
+  #pos = 0;
 
   constructor(out: FileWriter) {
     this.#out = out;
   }
 
   write(line: string): boolean {
-    this.#lines.push(line);
-    this.#chars += line.length;
-    if (this.#chars >= BATCH_CHARS) this.#handOn();
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
+    if (this.#buf.length - this.#pos < 3 * line.length) {
+      this.#handOn();
+      this.#buf = Buffer.allocUnsafe(Math.max(BUFFER_BYTES, 3 * line.length));
+      this.#from = this.#pos = 0;
+    }
+    this.#pos += this.#buf.write(line, this.#pos);
+    if (this.#pos - this.#from >= BATCH_BYTES) this.#handOn();
     return true;
   }
 
   #handOn(): void {
-    if (this.#lines.length === 0) return;
-    const batch = this.#lines.length === 1 ? this.#lines[0]! : this.#lines.join('');
-    this.#lines = [];
-    this.#chars = 0;
+    if (this.#pos === this.#from) return;
+    const batch = this.#buf.subarray(this.#from, this.#pos);
+    this.#from = this.#pos;
     this.#out.write(batch);
   }
 
@@ -60,7 +68,9 @@ export class LineBatcher {
 }
 
 export function createLogger(level: string, bindings: Record<string, unknown> = {}): Logger {
-  const destination = new LineBatcher(pino.destination({ dest: 1, sync: false, minLength: BATCH_CHARS, maxWrite: 64 * 1024 }));
+  // contentMode is a sonic-boom option pino passes on (not in pino's typings).
+  const options = { dest: 1, sync: false, minLength: BATCH_BYTES, maxWrite: BUFFER_BYTES, contentMode: 'buffer' };
+  const destination = new LineBatcher(pino.destination(options as Parameters<typeof pino.destination>[0]) as unknown as FileWriter);
   setInterval(() => {
     try {
       destination.flush();

@@ -18,8 +18,15 @@ interface Destination {
   write(line: string): unknown;
 }
 
+/** The text as a JSON string; quoted as it is when nothing in it needs escaping (most SQL). */
 function escapedText(text: string): string {
-  return JSON.stringify(text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) + '…' : text);
+  const t = text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) + '…' : text;
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    // Control characters, '"', '\\' and surrogates (a lone one is escaped): JSON.stringify decides.
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(t);
+  }
+  return `"${t}"`;
 }
 
 export function statementLog(logger: Logger): PipelinePlugin {
