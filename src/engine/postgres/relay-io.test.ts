@@ -102,27 +102,18 @@ describe('relay reads under backpressure', () => {
     return { client, server };
   }
 
-  it('client to server: every byte arrives while the server is not reading and after it reads again', async () => {
-    const { client, server } = await relayPair();
-    server.pause();
-    const got = collect(server);
-    await trickle(client, frames);
-    server.resume();
-    await until(() => got.length() >= sent.length, 'every byte at the server');
-    assert.ok(got.bytes().equals(sent), 'the server received exactly what the client sent');
-    client.destroy();
-    server.destroy();
-  });
-
-  it('server to client: every byte arrives while the client is not reading and after it reads again', async () => {
-    const { client, server } = await relayPair();
-    client.pause();
-    const got = collect(client);
-    await trickle(server, frames);
-    client.resume();
-    await until(() => got.length() >= sent.length, 'every byte at the client');
-    assert.ok(got.bytes().equals(sent), 'the client received exactly what the server sent');
-    client.destroy();
-    server.destroy();
-  });
+  for (const direction of ['client to server', 'server to client'] as const) {
+    it(`${direction}: every byte arrives while the receiver is not reading and after it reads again`, async () => {
+      const { client, server } = await relayPair();
+      const [from, to] = direction === 'client to server' ? [client, server] : [server, client];
+      to.pause();
+      const got = collect(to);
+      await trickle(from, frames);
+      to.resume();
+      await until(() => got.length() >= sent.length, 'every byte');
+      assert.ok(got.bytes().equals(sent), 'received exactly what was sent');
+      client.destroy();
+      server.destroy();
+    });
+  }
 });
