@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pino from 'pino';
-import type { ResolvedConnection } from '../config/load.js';
 import { statementLog } from './statement-log.js';
-import type { Execution, SessionInfo, Statement } from './types.js';
+import { testSession } from './session.test-helper.js';
+import type { Execution, Statement } from './types.js';
 
 /** A statement-log stage over a pino logger whose lines are kept: as UTF-8 (as written to the log), parsed. */
 function capture(): { plugin: ReturnType<typeof statementLog>; lines: Array<Record<string, unknown>> } {
@@ -12,16 +12,12 @@ function capture(): { plugin: ReturnType<typeof statementLog>; lines: Array<Reco
   return { plugin: statementLog(logger), lines };
 }
 
-const session: SessionInfo = {
+const session = testSession({
   id: 'n1-7',
-  identity: { id: 'user:al"ice', kind: 'human', name: 'al"ice', groups: [], attributes: {}, authMethod: 'scram-sha-256', credentialId: 'local:alice' },
-  connection: { name: 'prod', environment: 'production' } as ResolvedConnection,
-  client: { address: '127.0.0.1', port: 5000, tls: false },
+  identity: { id: 'user:al"ice', name: 'al"ice', credentialId: 'local:alice' },
+  connection: { name: 'prod', environment: 'production' },
   applicationName: 'psql',
-  txState: 'idle',
-  serverParams: new Map(),
-  startedAt: 0,
-};
+});
 
 const execution = (statement: Statement, extra: Partial<Execution> = {}): Execution =>
   ({ statement, startedAt: 0, rows: 3, command: 'SELECT 3', sqlstate: undefined, refusedBy: undefined, durationMs: 1.23456, dataRows: 3, ...extra }) as Execution;

@@ -12,9 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
-import type { ResolvedConnection } from '../../config/load.js';
 import { createPipeline } from '../../session/pipeline.js';
-import type { SessionInfo } from '../../session/types.js';
+import { testSession } from '../../session/session.test-helper.js';
 import { PgRelay } from './relay.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gh-relay-io-'));
@@ -39,19 +38,6 @@ async function unixPair(): Promise<[Socket, Socket]> {
   const [relaySide] = await accepted;
   open.push(server, peer, relaySide);
   return [relaySide, peer];
-}
-
-function session(): SessionInfo {
-  return {
-    id: 'test-1',
-    identity: { id: 'user:t', kind: 'human', name: 't', groups: [], attributes: {}, authMethod: 'scram-sha-256', credentialId: 'test' },
-    connection: { name: 'c', environment: 'development' } as ResolvedConnection,
-    client: { address: '127.0.0.1', port: 1, tls: false },
-    applicationName: '',
-    txState: 'idle',
-    serverParams: new Map(),
-    startedAt: Date.now(),
-  };
 }
 
 /** A CopyData frame whose payload says which frame it is (so a byte overwritten shows). */
@@ -97,7 +83,7 @@ describe('relay reads under backpressure', () => {
   async function relayPair(): Promise<{ client: Socket; server: Socket }> {
     const [clientSide, client] = await unixPair();
     const [upstreamSide, server] = await unixPair();
-    const relay = new PgRelay({ session: session(), pipeline: createPipeline([]), client: clientSide, upstream: upstreamSide, maxMessageBytes: 1 << 20, logger: pino({ level: 'silent' }), onClose: () => {} });
+    const relay = new PgRelay({ session: testSession(), pipeline: createPipeline([]), client: clientSide, upstream: upstreamSide, maxMessageBytes: 1 << 20, logger: pino({ level: 'silent' }), onClose: () => {} });
     relay.start(Buffer.alloc(0), Buffer.alloc(0));
     return { client, server };
   }
