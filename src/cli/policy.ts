@@ -19,7 +19,7 @@ import type { PolicyEngine } from '../policy/engine.js';
 import { guardrailsFor, loadPolicy } from '../policy/load.js';
 import { FactsCache, type Analysis } from '../policy/plugin.js';
 import { loadPostgresParser } from '../sql/pg-analyzer.js';
-import { permits, type Decision, type TxState } from '../session/types.js';
+import { permits, POLICY_ACTIONS, type Decision, type TxState } from '../session/types.js';
 
 /** What a refused client receives (AccessDenied unless the rule sets its own SQLSTATE). */
 const REFUSAL_SQLSTATE = new AccessDenied('refused by policy').sqlstate;
@@ -188,13 +188,11 @@ async function explain(opts: ExplainOptions, cmd: Command): Promise<void> {
 
 // ---- test -----------------------------------------------------------------------------------
 
-const DECISIONS = ['allow', 'deny', 'require_approval', 'mask'] as const;
-
 const expectSchema = z.preprocess(
   (v) => (typeof v === 'string' ? { action: v } : v),
   z
     .object({
-      action: z.enum(DECISIONS),
+      action: z.enum(POLICY_ACTIONS),
       /** The deciding rule; null: none (the connection's default allowed it). */
       rule: z.string().nullable().optional(),
       /** The row cap; null: none. */

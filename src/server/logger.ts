@@ -37,14 +37,33 @@ export class LineBatcher {
 
   write(line: string): boolean {
     // A UTF-16 code unit takes at most 3 bytes in UTF-8.
-    if (this.#buf.length - this.#pos < 3 * line.length) {
+    const buf = this.reserve(3 * line.length);
+    this.commit(this.#pos + buf.write(line, this.#pos));
+    return true;
+  }
+
+  /**
+   * Room for one line of at most `max` bytes, for callers that encode lines themselves (the
+   * statement log): write it into the returned buffer from `offset`, then `commit(end)`.
+   */
+  reserve(max: number): Buffer {
+    if (this.#buf.length - this.#pos < max) {
       this.#handOn();
-      this.#buf = Buffer.allocUnsafe(Math.max(BUFFER_BYTES, 3 * line.length));
+      this.#buf = Buffer.allocUnsafe(Math.max(BUFFER_BYTES, max));
       this.#from = this.#pos = 0;
     }
-    this.#pos += this.#buf.write(line, this.#pos);
+    return this.#buf;
+  }
+
+  /** Where the next line starts in the buffer `reserve` returned. */
+  get offset(): number {
+    return this.#pos;
+  }
+
+  /** The line written after `reserve` ends at `end`. */
+  commit(end: number): void {
+    this.#pos = end;
     if (this.#pos - this.#from >= BATCH_BYTES) this.#handOn();
-    return true;
   }
 
   #handOn(): void {

@@ -1,15 +1,35 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import pino from 'pino';
-import { statementLog } from './statement-log.js';
+import { LineBatcher } from '../server/logger.js';
+import { putMillis, putUint, statementLog } from './statement-log.js';
 import { testSession } from './session.test-helper.js';
 import type { Execution, Statement } from './types.js';
 
-/** A statement-log stage over a pino logger whose lines are kept: as UTF-8 (as written to the log), parsed. */
-function capture(): { plugin: ReturnType<typeof statementLog>; lines: Array<Record<string, unknown>> } {
+type Captured = { plugin: ReturnType<typeof statementLog>; lines: Array<Record<string, unknown>> };
+
+/**
+ * A statement-log stage whose lines are kept, parsed. `batcher`: through the production
+ * LineBatcher, which the stage writes its bytes straight into; `string`: through a plain pino
+ * destination that takes strings. The lines are read back as UTF-8, as written to the log.
+ */
+function capture(via: 'batcher' | 'string'): Captured {
   const lines: Array<Record<string, unknown>> = [];
-  const logger = pino({ level: 'info', base: { node: 'n1' } }, { write: (l: string) => void lines.push(JSON.parse(Buffer.from(l, 'utf8').toString('utf8')) as Record<string, unknown>) });
-  return { plugin: statementLog(logger), lines };
+  const keep = (text: string): void => {
+    for (const l of text.split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+  };
+  if (via === 'string') {
+    const logger = pino({ level: 'info', base: { node: 'n1' } }, { write: (l: string) => keep(Buffer.from(l, 'utf8').toString('utf8')) });
+    return { plugin: statementLog(logger), lines };
+  }
+  // Handed-on batches are decoded at once (the batcher may write into its buffer again later).
+  const batcher = new LineBatcher({ write: (b: Buffer) => (keep(b.toString('utf8')), true), flush: () => {}, flushSync: () => {} });
+  const logger = pino({ level: 'info', base: { node: 'n1' } }, batcher);
+  const plugin = statementLog(logger);
+  // Lines are handed on in batches: flush before every read of `lines`.
+  const complete = plugin.complete!;
+  return { plugin: { ...plugin, complete: (s, e) => (complete(s, e), batcher.flush()) }, lines };
 }
 
 const session = testSession({
@@ -22,9 +42,9 @@ const session = testSession({
 const execution = (statement: Statement, extra: Partial<Execution> = {}): Execution =>
   ({ statement, startedAt: 0, rows: 3, command: 'SELECT 3', sqlstate: undefined, refusedBy: undefined, durationMs: 1.23456, dataRows: 3, ...extra }) as Execution;
 
-describe('statement log', () => {
+for (const via of ['batcher', 'string'] as const) describe(`statement log (${via} destination)`, () => {
   it('writes one JSON line per statement whatever the text holds', () => {
-    const { plugin, lines } = capture();
+    const { plugin, lines } = capture(via);
     plugin.sessionStart!(session);
     const texts = [
       'SELECT 1',
@@ -36,12 +56,15 @@ describe('statement log', () => {
       `SELECT '${'\ud800'}' -- lone surrogate`,
       `SELECT '${'x'.repeat(3000)}'`,
     ];
+    // Simple queries are escaped on every line; a prepared statement's text once, then reused.
+    const prepared = texts.map((text, i): Statement => ({ text, protocol: 'extended', name: `s${i}`, decision: { action: 'allow' } }));
     for (const text of texts) plugin.complete!(session, execution({ text, protocol: 'simple', name: '', decision: { action: 'allow' } }));
+    for (const st of [...prepared, ...prepared]) plugin.complete!(session, execution(st));
     const statements = lines.filter((l) => l.event === 'statement');
-    assert.equal(statements.length, texts.length);
-    for (let i = 0; i < texts.length; i++) {
+    assert.equal(statements.length, 3 * texts.length);
+    for (let i = 0; i < statements.length; i++) {
       const line = statements[i]!;
-      const text = texts[i]!;
+      const text = texts[i % texts.length]!;
       const expected = text.length > 2048 ? text.slice(0, 2048) + '…' : text;
       // A lone surrogate survives UTF-8 only escaped (\ud800), so it comes back as it was.
       assert.equal(line.statement, expected, `text ${i}`);
@@ -56,7 +79,7 @@ describe('statement log', () => {
   });
 
   it('records the refusing rule, the SQLSTATE and the row cap', () => {
-    const { plugin, lines } = capture();
+    const { plugin, lines } = capture(via);
     plugin.sessionStart!(session);
     const st: Statement = { text: 'DELETE FROM t', protocol: 'extended', name: 's1', decision: { action: 'deny', ruleId: 'no.delete', message: 'no' } };
     plugin.complete!(session, execution(st, { rows: 0, command: '', sqlstate: '42501', refusedBy: 'no.delete' }));
@@ -69,5 +92,27 @@ describe('statement log', () => {
     assert.equal(deny!.command, undefined);
     assert.equal(cap!.row_cap, 100);
     assert.equal(cap!.command, 'UPDATE 3');
+  });
+});
+
+describe('statement log numbers', () => {
+  const write = (put: (b: Buffer, p: number, n: number) => number, n: number): string => {
+    const b = Buffer.alloc(64);
+    return b.toString('latin1', 3, put(b, 3, n));
+  };
+
+  it('prints durations as JSON prints them rounded to the microsecond', () => {
+    for (const ms of [0, 0.0004, 0.0005, 0.001, 0.01, 0.1, 0.12, 0.123, 1, 1.5, 1.05, 1.005, 10.2, 999.9996, 1234567.891]) {
+      assert.equal(write(putMillis, ms), String(Math.round(ms * 1000) / 1000), `${ms}`);
+    }
+    fc.assert(
+      fc.property(fc.double({ min: 0, max: 1e9, noNaN: true }), (ms) => write(putMillis, ms) === String(Math.round(ms * 1000) / 1000)),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('prints whole numbers in decimal, and anything else as JavaScript does', () => {
+    fc.assert(fc.property(fc.maxSafeNat(), (n) => write(putUint, n) === String(n)), { numRuns: 5000 });
+    for (const n of [0, 9, 10, 99, 100, Number.MAX_SAFE_INTEGER, -1, 1.5, Number.MAX_SAFE_INTEGER + 2]) assert.equal(write(putUint, n), String(n));
   });
 });

@@ -80,7 +80,8 @@ export interface Statement {
 }
 
 /** What a policy can decide; `mask` and `allow` let the statement run. */
-export type PolicyAction = 'allow' | 'deny' | 'require_approval' | 'mask';
+export const POLICY_ACTIONS = ['allow', 'deny', 'require_approval', 'mask'] as const;
+export type PolicyAction = (typeof POLICY_ACTIONS)[number];
 
 /** A rule that matched a statement, as recorded with the decision. */
 export interface RuleMatch {
