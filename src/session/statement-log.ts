@@ -164,12 +164,14 @@ export function statementLog(logger: Logger): PipelinePlugin {
       const st = e.statement;
       const d = st.decision;
       const prefix = prefixes.get(s) ?? prefixFor(s);
-      // The text: encoded once per prepared statement; a simple query's is written as it is
-      // (quoted here) unless it needs escaping (`escaped`, quotes included).
-      let text: Buffer | string | undefined = texts.get(st);
+      // The text: encoded once per named prepared statement; any other (a simple query, an
+      // unnamed statement, parsed anew each time) is written as it is (quoted here) unless it
+      // needs escaping (`escaped`, quotes included).
+      const named = st.protocol === 'extended' && st.name !== '';
+      let text: Buffer | string | undefined = named ? texts.get(st) : undefined;
       let escaped: string | null = null;
       if (text === undefined) {
-        if (st.protocol === 'extended') texts.set(st, (text = textBytes(st.text)));
+        if (named) texts.set(st, (text = textBytes(st.text)));
         else {
           text = truncated(st.text);
           escaped = escapedText(text);
