@@ -9,8 +9,9 @@
  *   - a computed column (`upper(email)`, a CTE or subquery column, `row_to_json(c)`): the
  *     statement's lineage (src/sql/pg-lineage.ts) lists the source columns; the strictest of
  *     their classes wins, and a whole-row reference counts every column of its table.
- * What cannot be resolved (catalog unavailable, a FETCH or EXECUTE whose query is not in sight)
- * is masked as a secret: fail closed. The plan (which function for which class) comes from the
+ * What cannot be resolved (catalog unavailable, a FETCH or EXECUTE whose query is not in sight,
+ * a value that went through a function that is not built-in, whose body may read any table) is
+ * masked as a secret: fail closed. The plan (which function for which class) comes from the
  * matching `mask` rules (docs/masking.md).
  */
 import type { Logger } from 'pino';
@@ -51,6 +52,35 @@ const FAIL_CLOSED: MaskFunctionSpec = { fn: 'redact' };
 
 /** Kinds whose computed output holds no table data. */
 const NO_TABLE_DATA = new Set(['SHOW', 'EXPLAIN', 'SET', 'RESET', 'BEGIN', 'COMMIT', 'ROLLBACK', 'SAVEPOINT', 'RELEASE']);
+
+/**
+ * Built-in functions that run a query or read a whole table, schema or database given by name
+ * (their values come from no column in the statement's text).
+ */
+const READS_BY_NAME = new Set([
+  'query_to_xml',
+  'query_to_xml_and_xmlschema',
+  'table_to_xml',
+  'table_to_xml_and_xmlschema',
+  'cursor_to_xml',
+  'schema_to_xml',
+  'schema_to_xml_and_xmlschema',
+  'database_to_xml',
+  'database_to_xml_and_xmlschema',
+]);
+
+/**
+ * Whether a function called by this name (as the lineage reports it) may read data the
+ * statement's text does not show: anything but a built-in (or unknown while the catalog has
+ * not loaded its function names).
+ */
+function opaqueFunction(catalog: Catalog | undefined, written: string): boolean {
+  const dot = written.lastIndexOf('.');
+  const fn = written.slice(dot + 1);
+  if (READS_BY_NAME.has(fn)) return true;
+  if (dot >= 0 && written.slice(0, dot) !== 'pg_catalog') return true;
+  return catalog?.builtinFunction(fn) !== true;
+}
 
 /** The class of an unresolvable column, noting that it was one. */
 function unknown(unresolved: { hit: boolean }): MaskClass {
@@ -187,8 +217,10 @@ export class MaskingStage implements PipelinePlugin {
       exec.masked = chosen.masked;
       return chosen.transform;
     };
-    if (catalog === undefined || (ids.length === 0 && names.length === 0)) return finish();
-    return catalog.load(ids, names).then(finish, (err: Error) => {
+    // Which function names are built-in is loaded once (again after DDL), with the first lookup.
+    const functions = catalog !== undefined && catalog.builtinFunction('') === undefined;
+    if (catalog === undefined || (ids.length === 0 && names.length === 0 && !functions)) return finish();
+    return catalog.load(ids, names, functions).then(finish, (err: Error) => {
       // Without the catalog nothing is known about these columns: finish() masks them as secrets.
       this.#log.warn({ session: session.id, reason: err.message }, 'catalog lookup failed; unresolved result columns are masked as secrets');
       return finish();
@@ -274,7 +306,9 @@ export class MaskingStage implements PipelinePlugin {
             const entry = viewLineage !== null && !viewLineage.some((l) => l.star) ? viewLineage[col.columnId - 1] : undefined;
             const sources = entry !== undefined ? entry.sources : (viewLineage ?? []).flatMap((l) => l.sources);
             cls = strictestOf([cls, ...sources.flatMap((s2) => this.#sourceClasses(catalog, s2, unresolved))]);
+            const functions = entry !== undefined ? entry.functions : (viewLineage ?? []).flatMap((l) => l.functions);
             if (viewLineage === null) cls = unknown(unresolved);
+            else if (functions.some((f) => opaqueFunction(catalog, f))) cls = strictestOf([cls, unknown(unresolved)]);
           }
         }
       } else if (lineage === null) {
@@ -282,6 +316,8 @@ export class MaskingStage implements PipelinePlugin {
       } else {
         const sources = positional ? lineage[i]!.sources : lineage.flatMap((l) => l.sources);
         cls = strictestOf(sources.flatMap((s) => this.#sourceClasses(catalog, s, unresolved)));
+        const functions = positional ? lineage[i]!.functions : lineage.flatMap((l) => l.functions);
+        if (functions.some((f) => opaqueFunction(catalog, f))) cls = strictestOf([cls, unknown(unresolved)]);
       }
       if (cls === null) return;
       // A plan that names no function for `secret` still masks what could not be resolved.

@@ -35,8 +35,13 @@ export interface Catalog {
   viewDefinition(tableId: number): string | null | undefined;
   /** The columns of a table by name as written in SQL (schema-qualified or not); undefined until loaded, null if unknown. */
   tableColumns(name: string): readonly ColumnSource[] | null | undefined;
-  /** Load what `column` and `tableColumns` need for these tables (ids and names). */
-  load(tableIds: readonly number[], names: readonly string[]): Promise<void>;
+  /**
+   * Whether a call of a function by this unqualified name runs a built-in (pg_catalog) function
+   * that no function of another schema shares the name of; undefined until loaded.
+   */
+  builtinFunction(name: string): boolean | undefined;
+  /** Load what `column` and `tableColumns` need for these tables (ids and names), and with `functions` what `builtinFunction` needs. */
+  load(tableIds: readonly number[], names: readonly string[], functions?: boolean): Promise<void>;
   /** Forget everything (after DDL). */
   invalidate(): void;
 }

@@ -61,7 +61,9 @@ cases('plain columns', [
   ['SELECT DISTINCT email FROM customers', [d('email', 'customers.email')]],
   ['SELECT email FROM customers TABLESAMPLE bernoulli (10)', [d('email', 'customers.email')]],
   ['TABLE customers', [s('*', 'customers.*')]],
-  ['SELECT email FROM customers, generate_series(1, 3) g', [d('email', 'customers.email')]],
+  ['SELECT customers.email FROM customers, generate_series(1, 3) g', [d('email', 'customers.email')]],
+  // Unqualified, `email` might be a column of the function's rows too (its call is traced).
+  ['SELECT email FROM customers, generate_series(1, 3) g', [c('email', 'customers.email')]],
 ]);
 
 cases('schema-qualified and quoted names', [
@@ -467,5 +469,24 @@ describe('property: no source is lost', () => {
     assert.deepEqual(shown(lineage(deep)), [c('upper', 'customers.email')]);
     const nested = `SELECT e FROM ${'(SELECT e FROM '.repeat(30)}(SELECT email AS e FROM customers) s0${') s'.repeat(30)}`;
     assert.deepEqual(shown(lineage(nested)), [c('e', 'customers.email')]);
+  });
+});
+
+describe('functions called on the way to each output', () => {
+  const functions = (sql: string): string[][] => lineage(sql).map((o) => [...o.functions]);
+
+  it('names every call, as written, through expressions, CTEs, subqueries, set operations and FROM', () => {
+    assert.deepEqual(functions('SELECT email FROM customers'), [[]]);
+    assert.deepEqual(functions('SELECT email_of(1) AS e, upper(lower(email)) FROM customers'), [['email_of'], ['lower', 'upper']]);
+    assert.deepEqual(functions('SELECT public.email_of(id), "Mixed"(id) FROM customers'), [['public.email_of'], ['Mixed']]);
+    assert.deepEqual(functions('WITH x AS (SELECT f(id) AS e, id FROM t) SELECT e, id FROM x'), [['f'], []]);
+    assert.deepEqual(functions('SELECT (SELECT g(b) FROM u LIMIT 1) AS v'), [['g']]);
+    assert.deepEqual(functions('SELECT a FROM t UNION ALL SELECT h(b) FROM u'), [['h']]);
+    assert.deepEqual(functions('SELECT * FROM rows_of(1)'), [['rows_of']]);
+    assert.deepEqual(functions('SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY k(salary)) FROM staff'), [['k', 'percentile_disc']]);
+  });
+
+  it('keeps calls out of the source columns', () => {
+    assert.deepEqual(shown(lineage('SELECT upper(email_of(id)) AS e FROM customers')), [c('e', 'customers.id')]);
   });
 });

@@ -28,6 +28,13 @@ export interface OutputLineage {
   readonly sources: readonly SourceColumn[];
   /** A star (`*`, `t.*`) entry: expands to several output columns; `sources` lists the star's relations with column '*'. */
   readonly star: boolean;
+  /**
+   * Functions called on the way to the value (through expressions, CTEs, subqueries, FROM
+   * functions), as written: lower case unless quoted, schema-qualified when written so. A
+   * function's body is not in the text: what it reads is for the caller to judge (a catalog
+   * knows which names are built-in).
+   */
+  readonly functions: readonly string[];
 }
 
 type Node = Record<string, unknown>;
@@ -36,6 +43,12 @@ type Node = Record<string, unknown>;
 type Key = string;
 const SEP = '\u0000';
 const WHOLE = '*';
+/**
+ * The table part of a function call's key: a call flows through the analysis like a column, so
+ * CTEs, subqueries and set operations carry it to the outputs. No table is named '' (PostgreSQL
+ * refuses zero-length identifiers).
+ */
+const CALL = '';
 
 function key(table: string, column: string): Key {
   return table + SEP + column;
@@ -438,10 +451,16 @@ function collect(node: unknown, ctx: Ctx, acc: Set<Key>): void {
         collect(b.testexpr, ctx, acc);
         addAll(acc, allKeys(queryCols(b.subselect, ctx)));
         break;
-      case 'FuncCall':
+      case 'FuncCall': {
+        const name = list(b.funcname)
+          .map(sval)
+          .filter((p): p is string => p !== undefined)
+          .join('.');
+        if (name !== '') acc.add(key(CALL, name));
         collect(b.args, ctx, acc);
         if (b.agg_within_group === true) collect(b.agg_order, ctx, acc);
         break;
+      }
       case 'SelectStmt':
       case 'InsertStmt':
       case 'UpdateStmt':
@@ -949,12 +968,13 @@ function flush(target: TableRel, pending: Array<[string, Key[]]>): void {
 // ---------------------------------------------------------------------------------------------
 // Entry point.
 
-/** Keys to sorted SourceColumns; a whole row of a table covers its single columns. */
+/** Keys to sorted SourceColumns (function calls left out); a whole row of a table covers its single columns. */
 function toSources(keys: readonly Key[]): SourceColumn[] {
   const byTable = new Map<string, Set<string>>();
   for (const k of keys) {
     const i = k.indexOf(SEP);
     const table = k.slice(0, i);
+    if (table === CALL) continue;
     const column = k.slice(i + 1);
     let cols = byTable.get(table);
     if (cols === undefined) byTable.set(table, (cols = new Set()));
@@ -967,6 +987,13 @@ function toSources(keys: readonly Key[]): SourceColumn[] {
     else for (const column of [...cols].sort()) out.push({ table, column });
   }
   return out;
+}
+
+/** The function calls among the keys, sorted. */
+function toFunctions(keys: readonly Key[]): string[] {
+  const out: string[] = [];
+  for (const k of keys) if (k.charCodeAt(0) === 0 /* CALL + SEP */) out.push(k.slice(1));
+  return [...new Set(out)].sort();
 }
 
 const DML = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
@@ -994,5 +1021,5 @@ export function outputLineage(text: string): OutputLineage[] | null {
   } catch {
     return null; // a tree shape we did not foresee, or nesting too deep for the stack
   }
-  return cols.map((c) => ({ name: c.name, direct: c.direct, sources: toSources(c.keys), star: c.star }));
+  return cols.map((c) => ({ name: c.name, direct: c.direct, sources: toSources(c.keys), star: c.star, functions: toFunctions(c.keys) }));
 }

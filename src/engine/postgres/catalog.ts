@@ -40,6 +40,12 @@ export class PgCatalog implements Catalog {
    * (which may differ from this session's) decides which one it means.
    */
   readonly #names = new Map<string, number[]>();
+  /**
+   * Names of the pg_catalog (and information_schema) functions no function of another schema
+   * shares: a call by such a name runs the built-in whatever the client's search_path. null
+   * until loaded; reloaded after DDL (a function created later may share a name).
+   */
+  #builtins: Set<string> | null = null;
   #session: { upstream: UpstreamSession; io: SocketReader } | null = null;
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -81,8 +87,15 @@ export class PgCatalog implements Catalog {
     return found ? out : null;
   }
 
-  load(tableIds: readonly number[], names: readonly string[]): Promise<void> {
-    const run = this.#queue.then(() => this.#load(tableIds, names));
+  builtinFunction(name: string): boolean | undefined {
+    return this.#builtins === null ? undefined : this.#builtins.has(name);
+  }
+
+  load(tableIds: readonly number[], names: readonly string[], functions = false): Promise<void> {
+    const run = this.#queue.then(async () => {
+      if (functions && this.#builtins === null) await this.#loadFunctions();
+      await this.#load(tableIds, names);
+    });
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -90,11 +103,20 @@ export class PgCatalog implements Catalog {
   invalidate(): void {
     this.#tables.clear();
     this.#names.clear();
+    this.#builtins = null;
   }
 
   close(): void {
     this.#session?.upstream.socket.destroy();
     this.#session = null;
+  }
+
+  async #loadFunctions(): Promise<void> {
+    const rows = await this.#query(
+      `SELECT p.proname FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace GROUP BY p.proname ` +
+        `HAVING bool_and(n.nspname IN ('pg_catalog', 'information_schema'))`,
+    );
+    this.#builtins = new Set(rows.map(([name]) => name!));
   }
 
   async #load(tableIds: readonly number[], names: readonly string[]): Promise<void> {
