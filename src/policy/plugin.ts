@@ -72,6 +72,9 @@ export function summarize(facts: readonly StatementFacts[], key: string): Statem
 /** Client encodings whose multibyte characters can contain ASCII quote or backslash bytes. */
 const UNSAFE_ENCODINGS = new Set(['SJIS', 'SHIFT_JIS_2004', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB']);
 
+/** Whether a client_encoding lets the text be analyzed (ASCII-safe: not one of the encodings whose multibyte characters can hold a quote or backslash byte). */
+const safeEncoding = (enc: string | undefined): boolean => enc === undefined || !UNSAFE_ENCODINGS.has(enc.toUpperCase());
+
 /** Facts cache by shape key, shared by all sessions; bounded, oldest evicted first. */
 export class FactsCache {
   readonly #map = new Map<string, Analysis>();
@@ -113,6 +116,9 @@ interface SessionState {
   readonly prepared: Map<string, Analysis | null>;
   /** SQL PREPAREs waiting for their outcome: recorded only once the server accepted them. */
   readonly pendingPrepare: WeakMap<Statement, Array<[string, Analysis]>>;
+  /** The client_encoding last seen, and whether it is safe to analyze. */
+  encoding: string | undefined;
+  encodingSafe: boolean;
 }
 
 export interface PolicyStageOptions {
@@ -163,6 +169,8 @@ export class PolicyStage implements PipelinePlugin {
         generation: this.#generation,
         prepared: new Map(),
         pendingPrepare: new WeakMap(),
+        encoding: undefined,
+        encodingSafe: true,
       };
       this.#sessions.set(session, s);
     }
@@ -180,7 +188,7 @@ export class PolicyStage implements PipelinePlugin {
       return failClosed(text, 'standard_conforming_strings is off: the statement cannot be analyzed reliably');
     }
     const enc = params.get('client_encoding');
-    if (enc !== undefined && UNSAFE_ENCODINGS.has(enc.toUpperCase())) {
+    if (!safeEncoding(enc)) {
       return failClosed(text, `client_encoding ${enc} cannot be analyzed reliably; use UTF8`);
     }
     // Facts cached by shape carry the first text of that shape: rules that read the text need
@@ -209,7 +217,12 @@ export class PolicyStage implements PipelinePlugin {
     const cacheKey = statementKey(text);
     const params = session.serverParams;
     const enc = params.get('client_encoding');
-    const safe = params.get('standard_conforming_strings') !== 'off' && (enc === undefined || !UNSAFE_ENCODINGS.has(enc.toUpperCase()));
+    // The encoding is checked again only when the server reports a different one.
+    if (enc !== state.encoding) {
+      state.encoding = enc;
+      state.encodingSafe = safeEncoding(enc);
+    }
+    const safe = state.encodingSafe && params.get('standard_conforming_strings') !== 'off';
     const cached = safe ? state.decisions.get(cacheKey) : undefined;
     if (cached !== undefined) {
       if (cached.matches !== undefined && cached.matches.length > 0) this.#logDryRun(cached, session, text);

@@ -57,6 +57,43 @@ function isPromise<T>(v: unknown): v is Promise<T> {
   return v !== null && typeof v === 'object' && typeof (v as Promise<T>).then === 'function';
 }
 
+type Decider = (session: SessionInfo, statement: Statement) => Decision | undefined | Promise<Decision | undefined>;
+type Approver = (session: SessionInfo, statement: Statement, decision: Decision) => Decision | Promise<Decision>;
+
+/**
+ * Run deciders from `i` on, without awaiting the synchronous ones (no closure per statement);
+ * the first refusal wins. `last` is the permission so far. A require_approval decision goes to
+ * the approving stage first (without one, it refuses).
+ */
+function runDeciders(deciders: readonly Decider[], approve: Approver | null, session: SessionInfo, statement: Statement, i: number, last: Decision): Decision | Promise<Decision> {
+  for (; i < deciders.length; i++) {
+    const raw = deciders[i]!(session, statement);
+    if (raw === undefined) continue;
+    // Rare (a promise, or an approval to resolve): continue from the settled decision.
+    if (isPromise<Decision | undefined>(raw) || (approve !== null && raw.action === 'require_approval')) return settleDecision(deciders, approve, session, statement, raw, i + 1, last);
+    if (!permits(raw)) return raw;
+    statement.decision = last = raw;
+  }
+  return last;
+}
+
+async function settleDecision(
+  deciders: readonly Decider[],
+  approve: Approver | null,
+  session: SessionInfo,
+  statement: Statement,
+  pending: Decision | undefined | Promise<Decision | undefined>,
+  next: number,
+  last: Decision,
+): Promise<Decision> {
+  let d = await pending;
+  if (d === undefined) return runDeciders(deciders, approve, session, statement, next, last);
+  if (approve !== null && d.action === 'require_approval') d = await approve(session, statement, d);
+  if (!permits(d)) return d;
+  statement.decision = d;
+  return runDeciders(deciders, approve, session, statement, next, d);
+}
+
 /** Compose plugins into the pipeline. Done once; plugins cannot be added afterwards. */
 export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
   const starts = plugins.filter((p) => p.sessionStart).map((p) => p.sessionStart!.bind(p));
@@ -76,30 +113,8 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
     deciders.length === 0
       ? null
       : (session: SessionInfo, statement: Statement): Decision | Promise<Decision> => {
-          // Runs deciders in order without awaiting the synchronous ones; the first refusal wins.
-          // A require_approval decision goes to the approving stage first (without one, it refuses).
-          let last: Decision = ALLOW;
           statement.decision = ALLOW;
-          const step = (i: number): Decision | Promise<Decision> => {
-            for (; i < deciders.length; i++) {
-              const raw = deciders[i]!(session, statement);
-              if (raw === undefined) continue;
-              // Rare (a promise, or an approval to resolve): continue from the settled decision.
-              if (isPromise<Decision | undefined>(raw) || (approve !== null && raw.action === 'require_approval')) return settle(raw, i + 1);
-              if (!permits(raw)) return raw;
-              statement.decision = last = raw;
-            }
-            return last;
-          };
-          const settle = async (pending: Decision | undefined | Promise<Decision | undefined>, next: number): Promise<Decision> => {
-            let d = await pending;
-            if (d === undefined) return step(next);
-            if (approve !== null && d.action === 'require_approval') d = await approve(session, statement, d);
-            if (!permits(d)) return d;
-            statement.decision = last = d;
-            return step(next);
-          };
-          return step(0);
+          return runDeciders(deciders, approve, session, statement, 0, ALLOW);
         };
 
   const result =
