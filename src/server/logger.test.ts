@@ -22,12 +22,14 @@ function fakeWriter(): { writes: string[]; flushes: number; syncFlushes: number;
 }
 
 describe('LineBatcher', () => {
-  it('hands lines on in order, about 12 KB at a time rather than one by one', () => {
+  it('hands lines on in order, about 64 KB at a time rather than one by one', () => {
     const out = fakeWriter();
     const b = new LineBatcher(out);
-    const lines = Array.from({ length: 1000 }, (_, i) => `{"n":${i},"pad":"${'x'.repeat(90)}"}\n`);
+    const lines = Array.from({ length: 4000 }, (_, i) => `{"n":${i},"pad":"${'x'.repeat(90)}"}\n`);
     for (const l of lines) b.write(l);
-    assert.ok(out.writes.length >= 7 && out.writes.length <= 9, `${out.writes.length} writes`);
+    assert.ok(out.writes.length >= 6 && out.writes.length <= 7, `${out.writes.length} writes`);
+    // Each batch: at least 64 KB less the lines that did not fit a buffer's end, at most one line over.
+    for (const w of out.writes) assert.ok(w.length >= 60_000 && w.length <= 64 * 1024 + 120, `a write of ${w.length} bytes`);
     b.flush();
     assert.equal(out.flushes, 1);
     assert.equal(out.writes.join(''), lines.join(''));

@@ -53,15 +53,24 @@ for (const via of ['batcher', 'string'] as const) describe(`statement log (${via
       'SELECT 1;\nSELECT\t2;\r\n',
       `SELECT '${String.fromCharCode(1)}${String.fromCharCode(0x1f)}'`,
       "SELECT 'Zürich €, 😀'",
+      `SELECT '${String.fromCharCode(0x7f)}~'`,
       `SELECT '${'\ud800'}' -- lone surrogate`,
       `SELECT '${'x'.repeat(3000)}'`,
     ];
     // Simple queries are escaped on every line; a prepared statement's text once, then reused.
     const prepared = texts.map((text, i): Statement => ({ text, protocol: 'extended', name: `s${i}`, decision: { action: 'allow' } }));
+    const before = Date.now();
     for (const text of texts) plugin.complete!(session, execution({ text, protocol: 'simple', name: '', decision: { action: 'allow' } }));
     for (const st of [...prepared, ...prepared]) plugin.complete!(session, execution(st));
+    const after = Date.now();
     const statements = lines.filter((l) => l.event === 'statement');
     assert.equal(statements.length, 3 * texts.length);
+    for (const l of statements) {
+      // ISO 8601 with milliseconds, as pino's isoTime writes it.
+      assert.match(String(l.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      const t = Date.parse(String(l.time));
+      assert.ok(t >= before && t <= after, `${String(l.time)} within the test`);
+    }
     for (let i = 0; i < statements.length; i++) {
       const line = statements[i]!;
       const text = texts[i % texts.length]!;
