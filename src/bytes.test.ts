@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { copyBytes, fillBytes } from './bytes.js';
+import { copyBytes, fillBytes, RepeatDecoder } from './bytes.js';
 
 describe('copyBytes and fillBytes', () => {
   it('copy what Buffer#copy copies, at every length and offset, whichever buffers come in turn', () => {
@@ -36,5 +36,47 @@ describe('copyBytes and fillBytes', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('RepeatDecoder', () => {
+  it('decodes what toString decodes, whatever came before, and answers a repeat with the same string', () => {
+    // Short strings from a small alphabet repeat often; some are multibyte, some longer than the cache.
+    const piece = fc.oneof(fc.constantFrom('SELECT 1', 'SELECT 10', 'P0_1', 'é', '€', ''), fc.string({ maxLength: 80 }));
+    fc.assert(
+      fc.property(fc.array(piece, { minLength: 1, maxLength: 40 }), fc.nat(5), (texts, pad) => {
+        const d = new RepeatDecoder(16);
+        for (const t of texts) {
+          // At an offset inside a larger buffer, as in a network chunk.
+          const bytes = Buffer.from(t, 'utf8');
+          const b = Buffer.concat([Buffer.alloc(pad, 0x41), bytes, Buffer.alloc(3, 0x42)]);
+          assert.equal(d.decode(b, pad, pad + bytes.length), bytes.toString('utf8'));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('answers a repeat without decoding again, and decodes a string longer than its limit every time', () => {
+    const d = new RepeatDecoder(8);
+    /** A buffer whose toString counts its calls. */
+    const counted = (text: string): { buf: Buffer; calls: () => number } => {
+      const buf = Buffer.from(text);
+      let n = 0;
+      const own = buf.toString.bind(buf);
+      buf.toString = ((...args: Parameters<Buffer['toString']>) => (n++, own(...args))) as Buffer['toString'];
+      return { buf, calls: () => n };
+    };
+    assert.equal(d.decode(Buffer.from('xxSELECT 1yy'), 2, 10), 'SELECT 1');
+    const repeat = counted('SELECT 1');
+    assert.equal(d.decode(repeat.buf, 0, 8), 'SELECT 1');
+    assert.equal(repeat.calls(), 0);
+    const other = counted('SELECT 2');
+    assert.equal(d.decode(other.buf, 0, 8), 'SELECT 2');
+    assert.equal(other.calls(), 1);
+    const long = counted('a long command tag');
+    assert.equal(d.decode(long.buf, 0, long.buf.length), 'a long command tag');
+    assert.equal(d.decode(long.buf, 0, long.buf.length), 'a long command tag');
+    assert.equal(long.calls(), 2);
   });
 });

@@ -86,3 +86,38 @@ function fillUncached(dst: Uint8Array, byte: number, start: number, end: number)
   if (end - start >= NATIVE) dst.fill(byte, start, end);
   else for (let i = start; i < end; i++) dst[i] = byte;
 }
+
+/**
+ * Decodes short UTF-8 strings that mostly repeat the previous one (a session's command tags,
+ * "SELECT 1"; the prepared statement a driver binds again and again): a repeat is recognized by
+ * comparing bytes and answered with the same string, with no decoding and no new string (whose
+ * hash a Map lookup would compute again).
+ */
+export class RepeatDecoder {
+  readonly #bytes: Uint8Array;
+  #length = -1;
+  #text = '';
+
+  /** Strings longer than `max` bytes are decoded every time. */
+  constructor(max = 64) {
+    this.#bytes = new Uint8Array(max);
+  }
+
+  /** buf[from, to) as UTF-8 text. */
+  decode(buf: Buffer, from: number, to: number): string {
+    const n = to - from;
+    const last = this.#bytes;
+    if (n === this.#length) {
+      let i = 0;
+      while (i < n && buf[from + i] === last[i]) i++;
+      if (i === n) return this.#text;
+    }
+    const text = buf.toString('utf8', from, to);
+    if (n <= last.length) {
+      last.set(buf.subarray(from, to));
+      this.#length = n;
+      this.#text = text;
+    }
+    return text;
+  }
+}

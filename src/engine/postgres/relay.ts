@@ -27,6 +27,7 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import { RepeatDecoder } from '../../bytes.js';
 import { AccessDenied, GatehouseError, ProtocolViolation, ShuttingDown, UpstreamLost } from '../../errors.js';
 import {
   BackendCode,
@@ -339,12 +340,20 @@ export class PgRelay {
     if (this.#clientPause === 0) this.#client.resume();
   };
 
-  #cstringAt(frame: Buffer, at: number, end: number): [string, number] {
+  /** Where the string the last #cstringAt read ends (past its NUL). */
+  #after = 0;
+
+  /** The NUL-terminated string at frame[at] (through `repeats` when it tends to repeat); `#after` is set past it. */
+  #cstringAt(frame: Buffer, at: number, end: number, repeats?: RepeatDecoder): string {
     if (at >= end) throw new ProtocolError('message is shorter than its contents require');
-    if (frame[at] === 0) return ['', at + 1];
+    if (frame[at] === 0) {
+      this.#after = at + 1;
+      return '';
+    }
     const nul = frame.indexOf(0, at);
     if (nul < 0 || nul >= end) throw new ProtocolError('string is not NUL-terminated');
-    return [frame.toString('utf8', at, nul), nul + 1];
+    this.#after = nul + 1;
+    return repeats !== undefined ? repeats.decode(frame, at, nul) : frame.toString('utf8', at, nul);
   }
 
   #onClientFrame(tag: number, frame: Buffer, start: number, end: number): FrameVerdict {
@@ -352,12 +361,12 @@ export class PgRelay {
     if (this.#skipUntilSync && tag !== FrontendCode.Sync && tag !== FrontendCode.Terminate) return DROP;
     switch (tag) {
       case FrontendCode.Query: {
-        const [text] = this.#cstringAt(frame, body, end);
+        const text = this.#cstringAt(frame, body, end);
         return this.#submit({ text, protocol: 'simple', name: '', decision: { action: 'allow' } }, frame, start, end);
       }
       case FrontendCode.Parse: {
-        const [name, at] = this.#cstringAt(frame, body, end);
-        const [text] = this.#cstringAt(frame, at, end);
+        const name = this.#cstringAt(frame, body, end);
+        const text = this.#cstringAt(frame, this.#after, end);
         return this.#submit({ text, protocol: 'extended', name, decision: { action: 'allow' } }, frame, start, end);
       }
       case FrontendCode.FunctionCall: {
@@ -367,8 +376,8 @@ export class PgRelay {
         return this.#submit({ text: `-- fastpath function call, function oid ${oid}`, protocol: 'fastpath', name: '', decision: { action: 'allow' } }, frame, start, end);
       }
       case FrontendCode.Bind: {
-        const [portal, at] = this.#cstringAt(frame, body, end);
-        const [name] = this.#cstringAt(frame, at, end);
+        const portal = this.#cstringAt(frame, body, end);
+        const name = this.#cstringAt(frame, this.#after, end, this.#bound);
         this.#portals.set(portal, this.#statements.get(name) ?? UNNAMED_STATEMENT);
         this.#portalColumns.delete(portal); // described anew after each Bind
         this.#describedPortals.delete(portal);
@@ -376,7 +385,7 @@ export class PgRelay {
         return FORWARD;
       }
       case FrontendCode.Execute: {
-        const [portal] = this.#cstringAt(frame, body, end);
+        const portal = this.#cstringAt(frame, body, end);
         const statement = this.#portals.get(portal) ?? UNNAMED_STATEMENT;
         const admit = this.#pipeline.admit;
         if (admit !== null && permits(statement.decision)) {
@@ -392,7 +401,7 @@ export class PgRelay {
       }
       case FrontendCode.Describe: {
         const kind = frame[body];
-        const [name] = this.#cstringAt(frame, body + 1, end);
+        const name = this.#cstringAt(frame, body + 1, end);
         // Keep the answer only for a portal whose rows go through the result phase (decided now,
         // in client order: the portal may be bound again before the answer arrives).
         const keep = kind === 0x50 /* 'P' */ && this.#describesRows(name);
@@ -402,7 +411,7 @@ export class PgRelay {
       }
       case FrontendCode.Close: {
         const kind = frame[body];
-        const [name] = this.#cstringAt(frame, body + 1, end);
+        const name = this.#cstringAt(frame, body + 1, end);
         if (kind === 0x53 /* 'S' */) this.#statements.delete(name);
         else {
           this.#portals.delete(name);
@@ -844,14 +853,17 @@ export class PgRelay {
   }
 
   /** Track the transaction state from command tags, between ReadyForQuery messages. */
-  #trackTag(frame: Buffer, body: number): void {
-    const c0 = frame[body];
-    if (c0 === 0x42 /* B */ && frame.toString('latin1', body, body + 5) === 'BEGIN') this.#txNow = 'T';
-    else if (c0 === 0x53 /* S */ && frame.toString('latin1', body, body + 17) === 'START TRANSACTION') this.#txNow = 'T';
+  #trackTag(frame: Buffer, body: number, end: number): void {
+    if (startsWith(frame, body, end, 'BEGIN') || startsWith(frame, body, end, 'START TRANSACTION')) this.#txNow = 'T';
     // "ROLLBACK" is also the tag of ROLLBACK TO SAVEPOINT, so only COMMIT is taken as an end here;
     // ReadyForQuery corrects the state at every Sync.
-    else if (c0 === 0x43 /* C */ && frame.toString('latin1', body, body + 6) === 'COMMIT') this.#txNow = 'I';
+    else if (startsWith(frame, body, end, 'COMMIT')) this.#txNow = 'I';
   }
+
+  /** Command tags: most statements of a session repeat theirs ("SELECT 1"). */
+  readonly #tags = new RepeatDecoder();
+  /** Names of the statements Bind refers to: a driver binds the same prepared statement again and again. */
+  readonly #bound = new RepeatDecoder();
 
   #onUpstreamFrame(tag: number, frame: Buffer, start: number, end: number): FrameVerdict {
     const body = start + 5;
@@ -887,7 +899,7 @@ export class PgRelay {
         }
         return FORWARD;
       case BackendCode.CommandComplete: {
-        this.#trackTag(frame, body);
+        this.#trackTag(frame, body, end);
         if (head === undefined) return FORWARD;
         const exec = head.exec;
         if (head.injected) {
@@ -898,7 +910,7 @@ export class PgRelay {
         if (exec !== null) {
           const n = commandRows(frame, body, end);
           if (n >= 0) exec.rows += n;
-          exec.command = frame.toString('utf8', body, end - 1);
+          exec.command = this.#tags.decode(frame, body, end - 1);
           const cap = head.cap;
           if (cap !== null && n > cap.limit && isCappedTag(frame[body]!)) {
             if (head.kind === Exp.Query) {
@@ -1161,6 +1173,13 @@ export class PgRelay {
 }
 
 /** Command tags the row cap applies to: UPDATE n, DELETE n, MERGE n, INSERT 0 n (upserts). */
+/** Whether frame[at, end) starts with the ASCII `text`. */
+function startsWith(frame: Buffer, at: number, end: number, text: string): boolean {
+  if (end - at < text.length) return false;
+  for (let i = 0; i < text.length; i++) if (frame[at + i] !== text.charCodeAt(i)) return false;
+  return true;
+}
+
 function isCappedTag(first: number): boolean {
   return first === 0x55 /* U */ || first === 0x44 /* D */ || first === 0x4d /* M */ || first === 0x49 /* I */;
 }
