@@ -119,6 +119,13 @@ interface SessionState {
   /** The client_encoding last seen, and whether it is safe to analyze. */
   encoding: string | undefined;
   encodingSafe: boolean;
+  /**
+   * The text of the last statement decided from the cache (or put into it), and that decision:
+   * a driver that sends one statement again and again (extended protocol: the same Parse text
+   * each time) is answered without computing the shape key.
+   */
+  lastText: string | undefined;
+  lastDecision: Decision | undefined;
 }
 
 export interface PolicyStageOptions {
@@ -171,11 +178,14 @@ export class PolicyStage implements PipelinePlugin {
         pendingPrepare: new WeakMap(),
         encoding: undefined,
         encodingSafe: true,
+        lastText: undefined,
+        lastDecision: undefined,
       };
       this.#sessions.set(session, s);
     }
     if (s.generation !== this.#generation) {
       s.decisions.clear();
+      s.lastText = s.lastDecision = undefined;
       s.generation = this.#generation;
     }
     return s;
@@ -213,8 +223,6 @@ export class PolicyStage implements PipelinePlugin {
       return { ...this.#evaluateFull(state, { facts: [f], views: [statementView(f)], cacheable: false }, session, statement.text).decision, statement: summary };
     }
     const text = statement.text;
-    // Fast path: the same shape was decided before in this session.
-    const cacheKey = statementKey(text);
     const params = session.serverParams;
     const enc = params.get('client_encoding');
     // The encoding is checked again only when the server reports a different one.
@@ -223,7 +231,17 @@ export class PolicyStage implements PipelinePlugin {
       state.encodingSafe = safeEncoding(enc);
     }
     const safe = state.encodingSafe && params.get('standard_conforming_strings') !== 'off';
-    const cached = safe ? state.decisions.get(cacheKey) : undefined;
+    // Fast paths: the very text decided last (compared as strings, usually the same one from the
+    // relay's RepeatDecoder), then the same shape decided before in this session.
+    let cached = safe && text === state.lastText ? state.lastDecision : undefined;
+    const cacheKey = cached === undefined ? statementKey(text) : '';
+    if (cached === undefined && safe) {
+      cached = state.decisions.get(cacheKey);
+      if (cached !== undefined) {
+        state.lastText = text;
+        state.lastDecision = cached;
+      }
+    }
     if (cached !== undefined) {
       if (cached.matches !== undefined && cached.matches.length > 0) this.#logDryRun(cached, session, text);
       return cached;
@@ -247,6 +265,8 @@ export class PolicyStage implements PipelinePlugin {
     if (safe && !volatile && analysis.cacheable && !analysis.facts.some((f) => f.preparedName || f.executeName)) {
       if (state.decisions.size >= (this.#opts.maxSessionDecisions ?? 1000)) state.decisions.clear();
       state.decisions.set(cacheKey, decision);
+      state.lastText = text;
+      state.lastDecision = decision;
     }
     if (permits(decision)) this.#trackPrepared(state, statement, analysis);
     return decision;

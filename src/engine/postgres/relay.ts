@@ -361,12 +361,12 @@ export class PgRelay {
     if (this.#skipUntilSync && tag !== FrontendCode.Sync && tag !== FrontendCode.Terminate) return DROP;
     switch (tag) {
       case FrontendCode.Query: {
-        const text = this.#cstringAt(frame, body, end);
+        const text = this.#cstringAt(frame, body, end, this.#queryTexts);
         return this.#submit({ text, protocol: 'simple', name: '', decision: { action: 'allow' } }, frame, start, end);
       }
       case FrontendCode.Parse: {
         const name = this.#cstringAt(frame, body, end);
-        const text = this.#cstringAt(frame, this.#after, end);
+        const text = this.#cstringAt(frame, this.#after, end, this.#queryTexts);
         return this.#submit({ text, protocol: 'extended', name, decision: { action: 'allow' } }, frame, start, end);
       }
       case FrontendCode.FunctionCall: {
@@ -864,6 +864,11 @@ export class PgRelay {
   readonly #tags = new RepeatDecoder();
   /** Names of the statements Bind refers to: a driver binds the same prepared statement again and again. */
   readonly #bound = new RepeatDecoder();
+  /**
+   * Statement texts (Query, Parse): a driver that parses the same text for every execution gets
+   * the same string back, which the policy stage recognizes without computing its shape again.
+   */
+  readonly #queryTexts = new RepeatDecoder(2048);
 
   #onUpstreamFrame(tag: number, frame: Buffer, start: number, end: number): FrameVerdict {
     const body = start + 5;
