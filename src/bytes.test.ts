@@ -41,14 +41,17 @@ describe('copyBytes and fillBytes', () => {
 
 describe('RepeatDecoder', () => {
   it('decodes what toString decodes, whatever came before, and answers a repeat with the same string', () => {
-    // Short strings from a small alphabet repeat often; some are multibyte, some longer than the cache.
-    const piece = fc.oneof(fc.constantFrom('SELECT 1', 'SELECT 10', 'P0_1', 'é', '€', ''), fc.string({ maxLength: 80 }));
+    // Short strings from a small alphabet repeat often; some are multibyte, some are invalid UTF-8.
+    const piece = fc.oneof(
+      fc.constantFrom('SELECT 1', 'SELECT 10', 'P0_1', 'é', '€', '', 'AAA').map((t) => Buffer.from(t, 'utf8')),
+      fc.string({ maxLength: 80 }).map((t) => Buffer.from(t, 'utf8')),
+      fc.uint8Array({ maxLength: 6 }).map((a) => Buffer.from(a)),
+    );
     fc.assert(
       fc.property(fc.array(piece, { minLength: 1, maxLength: 40 }), fc.nat(5), (texts, pad) => {
-        const d = new RepeatDecoder(16);
-        for (const t of texts) {
+        const d = new RepeatDecoder();
+        for (const bytes of texts) {
           // At an offset inside a larger buffer, as in a network chunk.
-          const bytes = Buffer.from(t, 'utf8');
           const b = Buffer.concat([Buffer.alloc(pad, 0x41), bytes, Buffer.alloc(3, 0x42)]);
           assert.equal(d.decode(b, pad, pad + bytes.length), bytes.toString('utf8'));
         }
@@ -57,8 +60,8 @@ describe('RepeatDecoder', () => {
     );
   });
 
-  it('answers a repeat without decoding again, and decodes a string longer than its limit every time', () => {
-    const d = new RepeatDecoder(8);
+  it('answers a repeat without decoding again, and decodes a multibyte or invalid string every time', () => {
+    const d = new RepeatDecoder();
     /** A buffer whose toString counts its calls. */
     const counted = (text: string): { buf: Buffer; calls: () => number } => {
       const buf = Buffer.from(text);
@@ -74,9 +77,14 @@ describe('RepeatDecoder', () => {
     const other = counted('SELECT 2');
     assert.equal(d.decode(other.buf, 0, 8), 'SELECT 2');
     assert.equal(other.calls(), 1);
-    const long = counted('a long command tag');
-    assert.equal(d.decode(long.buf, 0, long.buf.length), 'a long command tag');
-    assert.equal(d.decode(long.buf, 0, long.buf.length), 'a long command tag');
-    assert.equal(long.calls(), 2);
+    const multibyte = counted('Zürich');
+    assert.equal(d.decode(multibyte.buf, 0, multibyte.buf.length), 'Zürich');
+    assert.equal(d.decode(multibyte.buf, 0, multibyte.buf.length), 'Zürich');
+    assert.equal(multibyte.calls(), 2);
+    // Invalid UTF-8 decodes to U+FFFD, one unit per byte here: never taken for a repeat.
+    const invalid = Buffer.from([0x41, 0xff, 0x42]);
+    assert.equal(d.decode(invalid, 0, 3), 'A\ufffdB');
+    assert.equal(d.decode(Buffer.from([0x41, 0xfe, 0x42]), 0, 3), 'A\ufffdB');
+    assert.equal(d.decode(Buffer.from('A\ufffdB'), 0, 5), 'A\ufffdB');
   });
 });

@@ -88,36 +88,26 @@ function fillUncached(dst: Uint8Array, byte: number, start: number, end: number)
 }
 
 /**
- * Decodes short UTF-8 strings that mostly repeat the previous one (a session's command tags,
- * "SELECT 1"; the prepared statement a driver binds again and again): a repeat is recognized by
- * comparing bytes and answered with the same string, with no decoding and no new string (whose
- * hash a Map lookup would compute again).
+ * Decodes UTF-8 strings that often repeat the previous one (a session's command tags,
+ * "SELECT 1"; the prepared statement a driver binds again and again; the text a driver parses
+ * for every execution): a repeat is recognized by comparing the bytes with the last string and
+ * answered with that same string, with no decoding and no new string (whose hash a Map lookup
+ * would compute again). Only a string with as many UTF-16 units as bytes is compared: each
+ * byte then decoded to one unit, itself when ASCII (anything else decodes to U+FFFD, which no
+ * byte equals), so equal units mean equal bytes. A miss costs the comparison up to the first
+ * difference, searched from the end (texts mostly differ in a trailing literal or count).
  */
 export class RepeatDecoder {
-  readonly #bytes: Uint8Array;
-  #length = -1;
   #text = '';
-
-  /** Strings longer than `max` bytes are decoded every time. */
-  constructor(max = 64) {
-    this.#bytes = new Uint8Array(max);
-  }
 
   /** buf[from, to) as UTF-8 text. */
   decode(buf: Buffer, from: number, to: number): string {
-    const n = to - from;
-    const last = this.#bytes;
-    if (n === this.#length) {
-      let i = 0;
-      while (i < n && buf[from + i] === last[i]) i++;
-      if (i === n) return this.#text;
+    const last = this.#text;
+    if (to - from === last.length) {
+      let i = to - from - 1;
+      while (i >= 0 && buf[from + i] === last.charCodeAt(i)) i--;
+      if (i < 0) return last;
     }
-    const text = buf.toString('utf8', from, to);
-    if (n <= last.length) {
-      last.set(buf.subarray(from, to));
-      this.#length = n;
-      this.#text = text;
-    }
-    return text;
+    return (this.#text = buf.toString('utf8', from, to));
   }
 }

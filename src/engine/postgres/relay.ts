@@ -868,7 +868,7 @@ export class PgRelay {
    * Statement texts (Query, Parse): a driver that parses the same text for every execution gets
    * the same string back, which the policy stage recognizes without computing its shape again.
    */
-  readonly #queryTexts = new RepeatDecoder(2048);
+  readonly #queryTexts = new RepeatDecoder();
 
   #onUpstreamFrame(tag: number, frame: Buffer, start: number, end: number): FrameVerdict {
     const body = start + 5;
