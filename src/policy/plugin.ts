@@ -191,6 +191,12 @@ export class PolicyStage implements PipelinePlugin {
     return s;
   }
 
+  /** A decision taken again from the session's cache (dry-run matches are logged each time). */
+  #fromCache(d: Decision, session: SessionInfo, text: string): Decision {
+    if (d.matches !== undefined && d.matches.length > 0) this.#logDryRun(d, session, text);
+    return d;
+  }
+
   /** Analysis of a statement in a session, failing closed on unsafe session settings. */
   analyze(session: SessionInfo, text: string): Analysis {
     const params = session.serverParams;
@@ -233,18 +239,13 @@ export class PolicyStage implements PipelinePlugin {
     const safe = state.encodingSafe && params.get('standard_conforming_strings') !== 'off';
     // Fast paths: the very text decided last (compared as strings, usually the same one from the
     // relay's RepeatDecoder), then the same shape decided before in this session.
-    let cached = safe && text === state.lastText ? state.lastDecision : undefined;
-    const cacheKey = cached === undefined ? statementKey(text) : '';
-    if (cached === undefined && safe) {
-      cached = state.decisions.get(cacheKey);
-      if (cached !== undefined) {
-        state.lastText = text;
-        state.lastDecision = cached;
-      }
-    }
+    if (safe && text === state.lastText) return this.#fromCache(state.lastDecision!, session, text);
+    const cacheKey = statementKey(text);
+    const cached = safe ? state.decisions.get(cacheKey) : undefined;
     if (cached !== undefined) {
-      if (cached.matches !== undefined && cached.matches.length > 0) this.#logDryRun(cached, session, text);
-      return cached;
+      state.lastText = text;
+      state.lastDecision = cached;
+      return this.#fromCache(cached, session, text);
     }
     let analysis = this.analyze(session, text);
     analysis = this.#resolveExecute(state, analysis);

@@ -1177,7 +1177,6 @@ export class PgRelay {
   }
 }
 
-/** Command tags the row cap applies to: UPDATE n, DELETE n, MERGE n, INSERT 0 n (upserts). */
 /** Whether frame[at, end) starts with the ASCII `text`. */
 function startsWith(frame: Buffer, at: number, end: number, text: string): boolean {
   if (end - at < text.length) return false;
@@ -1185,6 +1184,7 @@ function startsWith(frame: Buffer, at: number, end: number, text: string): boole
   return true;
 }
 
+/** Command tags the row cap applies to: UPDATE n, DELETE n, MERGE n, INSERT 0 n (upserts). */
 function isCappedTag(first: number): boolean {
   return first === 0x55 /* U */ || first === 0x44 /* D */ || first === 0x4d /* M */ || first === 0x49 /* I */;
 }
