@@ -64,11 +64,21 @@ interface Machine {
   readonly node: string;
   readonly pgbench: string;
   readonly postgres: string;
+  /** /proc/sys/kernel/sched_autogroup_enabled; null where it cannot be read. */
+  readonly autogroup: boolean | null;
+}
+
+function autogroupEnabled(): boolean | null {
+  try {
+    return readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim() === '1';
+  } catch {
+    return null;
+  }
 }
 
 async function describeMachine(): Promise<Machine> {
   const postgres = await withClient({ ...directTarget().endpoint, database: 'postgres' }, async (c) => (await c.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v).catch(() => 'unknown');
-  return { cpus: availableParallelism(), cpu_busy_at_start_pct: await cpuBusyPercent(), loadavg_at_start: loadavg().map((x) => Math.round(x * 100) / 100), node: process.version, pgbench: firstLine('pgbench', ['--version']), postgres: postgres.split(',')[0]! };
+  return { cpus: availableParallelism(), cpu_busy_at_start_pct: await cpuBusyPercent(), loadavg_at_start: loadavg().map((x) => Math.round(x * 100) / 100), node: process.version, pgbench: firstLine('pgbench', ['--version']), postgres: postgres.split(',')[0]!, autogroup: autogroupEnabled() };
 }
 
 function header(settings: BenchSettings, machine: Machine, targets: readonly Target[], startedAt: Date): string {
@@ -77,6 +87,9 @@ function header(settings: BenchSettings, machine: Machine, targets: readonly Tar
     `machine: ${machine.cpus} CPUs, ${machine.cpu_busy_at_start_pct ?? '?'}% busy just before the run; ${machine.postgres}; ${machine.pgbench}; node ${machine.node}`,
     `settings: BENCH_SECONDS=${settings.seconds} BENCH_WORKERS=${settings.workers} BENCH_LOG_STATEMENTS=${settings.logStatements} BENCH_UPSTREAM=${settings.upstream} BENCH_CLIENTS=${settings.clients.join(',')} BENCH_MODES=${settings.modes.join(',')}`,
     `upstream transport: ${settings.upstream} — direct pgbench, pgbouncer and Gatehouse all reach PostgreSQL over ${describeUpstream(settings.upstream)}; clients reach pgbouncer and Gatehouse over TCP ${PG_HOST}`,
+    // Every child runs in its own session (detached): pgbench, pgbouncer, each Gatehouse; the
+    // PostgreSQL backends share the postmaster's. Autogroup shares CPU between sessions first.
+    `scheduling: each pgbench, pgbouncer and Gatehouse process in its own session; kernel autogroup ${machine.autogroup === null ? 'unknown' : machine.autogroup ? 'on (CPU is shared between sessions first: at full load a proxy gets about its session\'s share, so its CPU per transaction sets its TPS)' : 'off'}`,
     `statement log: Gatehouse log.statements=${settings.logStatements}${settings.logStatements ? ' (one JSON line per statement written to the log file, as in production; the default)' : ' (off: BENCH_LOG_STATEMENTS=false; production default is on)'}`,
     ...targets.map((t) => `target ${t.id}: ${t.description}`),
     // Other work on a small machine moves every number; say so next to them.
