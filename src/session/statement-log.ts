@@ -47,22 +47,11 @@ class StringSink implements LineSink {
   }
 }
 
-/** The text as a JSON string, or null when it needs no escaping (most SQL): it is then written as it is, quoted. */
-function escapedText(t: string): string | null {
-  for (let i = 0; i < t.length; i++) {
-    const c = t.charCodeAt(i);
-    // Control characters, '"', '\\' and surrogates (a lone one is escaped): JSON.stringify decides.
-    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(t);
-  }
-  return null;
-}
-
 const truncated = (text: string): string => (text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) + '…' : text);
 
 /** The statement text as a quoted JSON string, UTF-8 (kept per prepared statement). */
 function textBytes(text: string): Buffer {
-  const t = truncated(text);
-  return Buffer.from(escapedText(t) ?? `"${t}"`, 'utf8');
+  return Buffer.from(JSON.stringify(truncated(text)), 'utf8');
 }
 
 const QUOTE = 0x22;
@@ -107,16 +96,21 @@ export function putMillis(buf: Buffer, pos: number, ms: number): number {
   return pos;
 }
 
-/** A command tag ("SELECT 1") as a JSON string: written as it is when it is plain ASCII without quotes or backslashes. */
-function putTag(buf: Buffer, pos: number, tag: string): number {
-  for (let i = 0; i < tag.length; i++) {
-    const c = tag.charCodeAt(i);
-    if (c < 0x20 || c >= 0x7f || c === 0x22 || c === 0x5c) return pos + buf.write(JSON.stringify(tag), pos);
+/**
+ * `s` as a JSON string at `pos`; returns the end. Printable ASCII without quotes or backslashes
+ * (most SQL, every command tag) is copied byte by byte; anything else goes through
+ * JSON.stringify (escapes, a lone surrogate) and is written as UTF-8.
+ */
+function putJsonString(buf: Buffer, pos: number, s: string): number {
+  buf[pos] = QUOTE;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c >= 0x7f || c === QUOTE || c === 0x5c) return pos + buf.write(JSON.stringify(s), pos);
+    buf[pos + 1 + i] = c;
   }
-  buf[pos++] = QUOTE;
-  for (let i = 0; i < tag.length; i++) buf[pos++] = tag.charCodeAt(i);
-  buf[pos++] = QUOTE;
-  return pos;
+  pos += 1 + s.length;
+  buf[pos] = QUOTE;
+  return pos + 1;
 }
 
 export function statementLog(logger: Logger): PipelinePlugin {
@@ -200,26 +194,14 @@ export function statementLog(logger: Logger): PipelinePlugin {
       if (typeof text !== 'string') {
         buf.set(text, p);
         p += text.length;
-      } else {
-        buf[p] = QUOTE;
-        let i = 0;
-        for (; i < text.length; i++) {
-          const c = text.charCodeAt(i);
-          if (c < 0x20 || c >= 0x7f || c === QUOTE || c === 0x5c) break;
-          buf[p + 1 + i] = c;
-        }
-        if (i === text.length) {
-          p += 1 + i;
-          buf[p++] = QUOTE;
-        } else p += buf.write(escapedText(text) ?? `"${text}"`, p);
-      }
+      } else p = putJsonString(buf, p, text);
       buf.set(DURATION, p);
       p = putMillis(buf, p + DURATION.length, e.durationMs);
       buf.set(ROWS, p);
       p = putUint(buf, p + ROWS.length, e.rows);
       if (e.command) {
         buf.set(COMMAND, p);
-        p = putTag(buf, p + COMMAND.length, e.command);
+        p = putJsonString(buf, p + COMMAND.length, e.command);
       }
       if (e.sqlstate !== undefined) {
         buf.set(SQLSTATE, p);
