@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { readInto } from './socket-io.js';
+import { readInto, SocketWriter } from './socket-io.js';
 
 /** A TCP server on a free port and a client connected to it; resolves with both ends. */
 async function pair(): Promise<{ server: Server; accepted: Socket; client: Socket }> {
@@ -108,5 +108,82 @@ describe('readInto', () => {
     assert.equal(same, accepted, 'not moved while a write is queued');
     client.write('hello');
     await until(() => got.join('') === 'hello', 'data events');
+  });
+});
+
+describe('SocketWriter', () => {
+  /** A moved server-side socket, a writer on it that counts drains, and what the client received. */
+  async function writerPair(): Promise<{ fast: Socket; client: Socket; writer: SocketWriter; drains: () => number; received: () => Buffer; streamWrites: () => number }> {
+    const { accepted, client } = await pair();
+    const fast = readInto(accepted, () => {}, () => false);
+    open.push(fast);
+    let drains = 0;
+    const writer = new SocketWriter(fast, () => drains++);
+    // Count the writes that go through the socket's stream instead of straight to its handle.
+    let streamWrites = 0;
+    const write = fast.write.bind(fast);
+    fast.write = ((...args: Parameters<Socket['write']>) => {
+      streamWrites++;
+      return write(...args);
+    }) as Socket['write'];
+    const got: Buffer[] = [];
+    client.on('data', (c: Buffer) => got.push(c));
+    return { fast, client, writer, drains: () => drains, received: () => Buffer.concat(got), streamWrites: () => streamWrites };
+  }
+
+  it('writes straight to the handle, in order, with write and writev', async () => {
+    const { writer, received, streamWrites } = await writerPair();
+    assert.equal(writer.write(Buffer.from('one,')), true);
+    assert.equal(writer.writev([Buffer.from('two,'), Buffer.from('three,')]), true);
+    assert.equal(writer.write(Buffer.from('four')), true);
+    assert.equal(writer.busy, false, 'the kernel took everything at once');
+    await until(() => received().toString() === 'one,two,three,four', 'every write');
+    assert.equal(streamWrites(), 0, 'none through the Writable stream');
+  });
+
+  it('queues what the kernel cannot take: false, busy, every byte in order, then one drain', async () => {
+    const { client, writer, drains, received } = await writerPair();
+    client.pause();
+    const block = (i: number): Buffer => Buffer.alloc(256 * 1024, i);
+    let i = 0;
+    let queued = false;
+    while (!queued && i < 200) queued = !writer.write(block(i++));
+    assert.ok(queued, 'the kernel buffer fills up: a write says false');
+    assert.equal(writer.busy, true);
+    // More writes while queued keep their place, as a writev.
+    writer.writev([block(i++), block(i++)]);
+    assert.equal(drains(), 0);
+    client.resume();
+    const total = i * 256 * 1024;
+    await until(() => received().length === total, 'all queued bytes');
+    await until(() => drains() === 1, 'the drain');
+    assert.equal(writer.busy, false);
+    const all = received();
+    for (let b = 0; b < i; b++) assert.equal(all[b * 256 * 1024 + 1000], b & 0xff, `block ${b} in its place`);
+  });
+
+  it('goes through the stream while the socket is corked, keeping the order', async () => {
+    const { fast, writer, received, streamWrites } = await writerPair();
+    fast.cork();
+    writer.write(Buffer.from('a'));
+    writer.write(Buffer.from('b'));
+    assert.equal(streamWrites(), 2);
+    fast.uncork();
+    writer.write(Buffer.from('c'));
+    await until(() => received().toString() === 'abc', 'a, b, c');
+    assert.equal(streamWrites(), 2, 'uncorked, straight to the handle again');
+  });
+
+  it('destroys the socket with the error of a failed write', async () => {
+    const { fast, client, writer } = await writerPair();
+    fast.pause(); // not reading: only the writes see the reset
+    client.resetAndDestroy();
+    await new Promise((r) => setTimeout(r, 50));
+    const failed = once(fast, 'error') as Promise<[NodeJS.ErrnoException]>;
+    for (let k = 0; k < 10 && !fast.destroyed; k++) writer.write(Buffer.alloc(1024));
+    const [err] = await failed;
+    assert.match(String(err.code), /^(EPIPE|ECONNRESET)$/);
+    assert.match(err.message, /^write (EPIPE|ECONNRESET)$/);
+    assert.equal(fast.destroyed, true);
   });
 });
