@@ -104,6 +104,60 @@ for (const via of ['batcher', 'string'] as const) describe(`statement log (${via
   });
 });
 
+describe('statement log: pieces kept while they repeat', () => {
+  // Each session keeps its last text and its last fields after the duration encoded; whatever
+  // order statements come in, every line must say what its own execution says.
+  const sessions = [session, testSession({ id: 'n1-8', identity: { id: 'user:bob', name: 'bob' }, connection: { name: 'dev', environment: 'development' } })];
+  const texts = ['SELECT 1', 'SELECT 2', "SELECT 'é'", 'SELECT "q"'];
+  const decisions: Statement['decision'][] = [
+    { action: 'allow' },
+    { action: 'allow', ruleId: 'r.allow' },
+    { action: 'deny', ruleId: 'r.deny', message: 'no' },
+    { action: 'allow', rowCap: { limit: 5, ruleId: 'r.cap', message: 'cap' } },
+  ];
+  const step = fc.record({
+    session: fc.integer({ min: 0, max: 1 }),
+    text: fc.integer({ min: 0, max: texts.length - 1 }),
+    // A text equal to an earlier one but another string (decoded anew) must be treated the same.
+    copy: fc.boolean(),
+    rows: fc.integer({ min: 0, max: 2 }),
+    command: fc.constantFrom('SELECT 1', 'SELECT 2', 'UPDATE 1', ''),
+    sqlstate: fc.constantFrom(undefined, '42501', '23505'),
+    refusedBy: fc.constantFrom(undefined, 'r.deny'),
+    decision: fc.integer({ min: 0, max: decisions.length - 1 }),
+    ms: fc.double({ min: 0, max: 100, noNaN: true }),
+  });
+
+  it('every line matches its own execution (property)', () => {
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), (steps) => {
+        const { plugin, lines } = capture('batcher');
+        for (const x of steps) {
+          const text = x.copy ? texts[x.text]!.split('').join('') : texts[x.text]!;
+          const st: Statement = { text, protocol: 'simple', name: '', decision: decisions[x.decision]! };
+          plugin.complete!(sessions[x.session]!, execution(st, { rows: x.rows, command: x.command, sqlstate: x.sqlstate, refusedBy: x.refusedBy, durationMs: x.ms }));
+        }
+        assert.equal(lines.length, steps.length);
+        steps.forEach((x, i) => {
+          const l = lines[i]!;
+          const d = decisions[x.decision]!;
+          assert.equal(l.session, sessions[x.session]!.id);
+          assert.equal(l.statement, texts[x.text]);
+          assert.equal(l.duration_ms, Math.round(x.ms * 1000) / 1000);
+          assert.equal(l.rows, x.rows);
+          assert.equal(l.command, x.command === '' ? undefined : x.command);
+          assert.equal(l.sqlstate, x.sqlstate);
+          assert.equal(l.decision, d.action);
+          assert.equal(l.rule, x.refusedBy ?? d.ruleId);
+          assert.equal(l.row_cap, d.rowCap?.limit);
+          assert.equal(l.refused, x.refusedBy !== undefined && d.action !== 'deny' ? true : undefined);
+        });
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
 describe('statement log numbers', () => {
   const write = (put: (b: Buffer, p: number, n: number) => number, n: number): string => {
     const b = Buffer.alloc(64);

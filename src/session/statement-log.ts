@@ -3,15 +3,19 @@
  *
  * Written for speed: at tens of thousands of statements per second pino's generic object
  * serialization was ~14% of the proxy's CPU (profiled under pgbench -S). The line is encoded by
- * hand, straight into the log's batch buffer (LineSink): the line head once per second, the
- * session's fields once per session, a named prepared statement's text once, other texts
- * copied as they are while they are plain ASCII, numbers digit by digit, so no string is built,
- * joined or encoded again per line (in-process, a simple query's line ~640 -> ~380 ns, a named
- * prepared statement's ~515 -> ~290 ns). Its fields are the same as a pino line's.
+ * hand, straight into the log's batch buffer (LineSink): the line head once per second; per
+ * session, its fields and the statement text encoded together once while the session runs the
+ * same text (a driver's repeated statement; texts come from the relay's RepeatDecoder, so a
+ * repeat is the same string), and the fields after the duration once while they repeat (rows,
+ * command tag, decision); other texts copied as they are while they are plain ASCII, numbers
+ * digit by digit. So no string is built, joined or encoded again per line (in-process, a simple
+ * query's line ~640 -> ~380 ns, a named prepared statement's ~515 -> ~290 ns; under pgbench
+ * -M extended a repeated line is four copies and two numbers). Its fields are the same as a
+ * pino line's.
  */
 import pino, { type Logger } from 'pino';
 import type { PipelinePlugin } from './pipeline.js';
-import { POLICY_ACTIONS, type PolicyAction, type SessionInfo, type Statement } from './types.js';
+import { POLICY_ACTIONS, type Decision, type Execution, type PolicyAction, type SessionInfo } from './types.js';
 
 /** Longest statement text written to the log. */
 const MAX_TEXT = 2048;
@@ -48,11 +52,6 @@ class StringSink implements LineSink {
 }
 
 const truncated = (text: string): string => (text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) + '…' : text);
-
-/** The statement text as a quoted JSON string, UTF-8 (kept per prepared statement). */
-function textBytes(text: string): Buffer {
-  return Buffer.from(JSON.stringify(truncated(text)), 'utf8');
-}
 
 const QUOTE = 0x22;
 /** `{"level":"info","time":"2026-11-21T22:25:59.123Z` */
@@ -113,26 +112,74 @@ function putJsonString(buf: Buffer, pos: number, s: string): number {
   return pos + 1;
 }
 
+/** A session's encoded pieces, kept while its lines repeat them. */
+interface SessionLine {
+  /** The session's fields, up to `"statement":`. */
+  readonly prefix: Buffer;
+  /** `prefix` and the JSON text of `text`. */
+  start: Buffer;
+  text: string | null;
+  /** The fields after the duration, up to the end of the line, and what they were encoded from. */
+  tail: Buffer;
+  rows: number;
+  command: string;
+  sqlstate: string | undefined;
+  refusedBy: string | undefined;
+  decision: Decision | null;
+}
+
+/** The fields of `e` after the duration, and the end of the line, at `p`; returns the end. */
+function putTail(buf: Buffer, p: number, e: Execution): number {
+  const d = e.statement.decision;
+  buf.set(ROWS, p);
+  p = putUint(buf, p + ROWS.length, e.rows);
+  if (e.command) {
+    buf.set(COMMAND, p);
+    p = putJsonString(buf, p + COMMAND.length, e.command);
+  }
+  if (e.sqlstate !== undefined) {
+    buf.set(SQLSTATE, p);
+    p = putJsonString(buf, p + SQLSTATE.length, e.sqlstate);
+  }
+  const decision = DECISIONS[d.action];
+  buf.set(decision, p);
+  p += decision.length;
+  const rule = e.refusedBy ?? d.ruleId;
+  if (rule !== undefined) {
+    buf.set(RULE, p);
+    p = putJsonString(buf, p + RULE.length, rule);
+  }
+  if (e.refusedBy !== undefined && d.action !== 'deny' && d.action !== 'require_approval') {
+    buf.set(REFUSED, p);
+    p += REFUSED.length;
+  }
+  if (d.rowCap !== undefined) {
+    buf.set(ROW_CAP, p);
+    p = putUint(buf, p + ROW_CAP.length, d.rowCap.limit);
+  }
+  buf.set(END, p);
+  return p + END.length;
+}
+
 export function statementLog(logger: Logger): PipelinePlugin {
   const enabled = logger.isLevelEnabled('info');
   const destination = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym];
   const sink: LineSink | null = destination === undefined ? null : isLineSink(destination) ? destination : new StringSink(destination as Destination);
   const bindings = JSON.stringify(logger.bindings()).slice(1, -1);
-  // Each session's fields, up to the statement text, encoded once.
-  const prefixes = new WeakMap<SessionInfo, Buffer>();
-  const texts = new WeakMap<Statement, Buffer>();
+  const lines = new WeakMap<SessionInfo, SessionLine>();
   // The line's head up to the time's milliseconds, encoded once per second.
   let second = -1;
   let head: Buffer = Buffer.alloc(0);
-  const prefixFor = (s: SessionInfo): Buffer => {
+  const lineFor = (s: SessionInfo): SessionLine => {
     const prefix = bytes(`",${bindings ? `${bindings},` : ''}"event":"statement","session":${JSON.stringify(s.id)},"user":${JSON.stringify(s.identity.name)},"connection":${JSON.stringify(s.connection.name)},"statement":`);
-    prefixes.set(s, prefix);
-    return prefix;
+    const line: SessionLine = { prefix, start: prefix, text: null, tail: END, rows: -1, command: '', sqlstate: undefined, refusedBy: undefined, decision: null };
+    lines.set(s, line);
+    return line;
   };
   return {
     name: 'statement-log',
     sessionStart: (s) => {
-      prefixFor(s);
+      lineFor(s);
       logger.info(
         {
           event: 'session_start',
@@ -157,23 +204,15 @@ export function statementLog(logger: Logger): PipelinePlugin {
     complete: (s, e) => {
       if (!enabled || sink === null) return;
       const st = e.statement;
+      const line = lines.get(s) ?? lineFor(s);
+      const text = st.text;
+      const textChanged = text !== line.text;
       const d = st.decision;
-      const prefix = prefixes.get(s) ?? prefixFor(s);
-      // The text: encoded once per named prepared statement; any other (a simple query, an
-      // unnamed statement, parsed anew each time) is copied here as it is while it is plain
-      // printable ASCII (most SQL), and escaped otherwise.
-      const named = st.protocol === 'extended' && st.name !== '';
-      let text: Buffer | string | undefined = named ? texts.get(st) : undefined;
-      if (text === undefined) {
-        if (named) texts.set(st, (text = textBytes(st.text)));
-        else text = truncated(st.text);
-      }
-      const rule = e.refusedBy ?? d.ruleId;
-      const ruleJson = rule === undefined ? '' : JSON.stringify(rule);
-      const decision = DECISIONS[d.action];
+      const tailChanged = e.rows !== line.rows || e.command !== line.command || e.sqlstate !== line.sqlstate || e.refusedBy !== line.refusedBy || d !== line.decision;
       // Bounds: 3 bytes per UTF-16 unit, 6 where JSON.stringify escapes one; the fixed fields and
       // the numbers fit in 256.
-      const max = 256 + HEAD_BYTES + prefix.length + (typeof text === 'string' ? 6 * text.length + 2 : text.length) + 3 * ruleJson.length + 6 * (e.command.length + (e.sqlstate?.length ?? 0));
+      const rule = e.refusedBy ?? d.ruleId;
+      const max = 256 + HEAD_BYTES + (textChanged ? line.prefix.length + 6 * Math.min(text.length, MAX_TEXT + 1) + 2 : line.start.length) + (tailChanged ? 6 * (e.command.length + (e.sqlstate?.length ?? 0) + (rule?.length ?? 0)) : line.tail.length);
       const now = Date.now();
       const ms = now % 1000;
       if (now - ms !== second) {
@@ -189,42 +228,32 @@ export function statementLog(logger: Logger): PipelinePlugin {
       buf[p++] = 0x30 + (Math.floor(ms / 10) % 10);
       buf[p++] = 0x30 + (ms % 10);
       buf[p++] = 0x5a; // Z
-      buf.set(prefix, p);
-      p += prefix.length;
-      if (typeof text !== 'string') {
-        buf.set(text, p);
-        p += text.length;
-      } else p = putJsonString(buf, p, text);
+      if (textChanged) {
+        const from = p;
+        buf.set(line.prefix, p);
+        p = putJsonString(buf, p + line.prefix.length, truncated(text));
+        line.start = Buffer.from(buf.subarray(from, p));
+        line.text = text;
+      } else {
+        buf.set(line.start, p);
+        p += line.start.length;
+      }
       buf.set(DURATION, p);
       p = putMillis(buf, p + DURATION.length, e.durationMs);
-      buf.set(ROWS, p);
-      p = putUint(buf, p + ROWS.length, e.rows);
-      if (e.command) {
-        buf.set(COMMAND, p);
-        p = putJsonString(buf, p + COMMAND.length, e.command);
+      if (tailChanged) {
+        const from = p;
+        p = putTail(buf, p, e);
+        line.tail = Buffer.from(buf.subarray(from, p));
+        line.rows = e.rows;
+        line.command = e.command;
+        line.sqlstate = e.sqlstate;
+        line.refusedBy = e.refusedBy;
+        line.decision = d;
+      } else {
+        buf.set(line.tail, p);
+        p += line.tail.length;
       }
-      if (e.sqlstate !== undefined) {
-        buf.set(SQLSTATE, p);
-        p += SQLSTATE.length;
-        p += buf.write(JSON.stringify(e.sqlstate), p);
-      }
-      buf.set(decision, p);
-      p += decision.length;
-      if (rule !== undefined) {
-        buf.set(RULE, p);
-        p += RULE.length;
-        p += buf.write(ruleJson, p);
-      }
-      if (e.refusedBy !== undefined && d.action !== 'deny' && d.action !== 'require_approval') {
-        buf.set(REFUSED, p);
-        p += REFUSED.length;
-      }
-      if (d.rowCap !== undefined) {
-        buf.set(ROW_CAP, p);
-        p = putUint(buf, p + ROW_CAP.length, d.rowCap.limit);
-      }
-      buf.set(END, p);
-      sink.commit(p + END.length);
+      sink.commit(p);
     },
   };
 }

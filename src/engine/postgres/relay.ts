@@ -48,7 +48,7 @@ import {
   type FrameVerdict,
 } from '../../protocol/postgres/index.js';
 import type { Pipeline } from '../../session/pipeline.js';
-import { permits, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from '../../session/types.js';
+import { ALLOW, permits, type Decision, type Execution, type ResultColumn, type RowTransform, type SessionInfo, type Statement } from '../../session/types.js';
 import { RowRewriter } from './row-rewriter.js';
 import { readInto, SocketWriter } from './socket-io.js';
 
@@ -152,7 +152,7 @@ export interface RelayOptions {
   readonly onClose: (reason: string) => void;
 }
 
-const UNNAMED_STATEMENT: Statement = { text: '', protocol: 'extended', name: '', decision: { action: 'allow' } };
+const UNNAMED_STATEMENT: Statement = { text: '', protocol: 'extended', name: '', decision: ALLOW };
 
 function expectation(kind: Exp, exec: PendingExecution | null = null, injected = false): Expectation {
   return { kind, injected, exec, refusal: null, forwardReady: false, cap: null, result: null, describes: null };
@@ -367,18 +367,18 @@ export class PgRelay {
     switch (tag) {
       case FrontendCode.Query: {
         const text = this.#cstringAt(frame, body, end, this.#queryTexts);
-        return this.#submit({ text, protocol: 'simple', name: '', decision: { action: 'allow' } }, frame, start, end);
+        return this.#submit({ text, protocol: 'simple', name: '', decision: ALLOW }, frame, start, end);
       }
       case FrontendCode.Parse: {
         const name = this.#cstringAt(frame, body, end);
         const text = this.#cstringAt(frame, this.#after, end, this.#queryTexts);
-        return this.#submit({ text, protocol: 'extended', name, decision: { action: 'allow' } }, frame, start, end);
+        return this.#submit({ text, protocol: 'extended', name, decision: ALLOW }, frame, start, end);
       }
       case FrontendCode.FunctionCall: {
         // Fastpath call (libpq large objects): decided like any statement so it cannot bypass policy.
         if (end - body < 4) throw new ProtocolError('message is shorter than its contents require');
         const oid = frame.readUInt32BE(body);
-        return this.#submit({ text: `-- fastpath function call, function oid ${oid}`, protocol: 'fastpath', name: '', decision: { action: 'allow' } }, frame, start, end);
+        return this.#submit({ text: `-- fastpath function call, function oid ${oid}`, protocol: 'fastpath', name: '', decision: ALLOW }, frame, start, end);
       }
       case FrontendCode.Bind: {
         const portal = this.#cstringAt(frame, body, end);
@@ -1164,8 +1164,8 @@ export class PgRelay {
   #close(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#client.end();
-    this.#upstream.end(messages.TERMINATE);
+    this.#toClient.end();
+    this.#toUpstream.end(messages.TERMINATE);
     setTimeout(() => {
       this.#client.destroy();
       this.#upstream.destroy();

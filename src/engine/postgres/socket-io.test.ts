@@ -162,16 +162,36 @@ describe('SocketWriter', () => {
     for (let b = 0; b < i; b++) assert.equal(all[b * 256 * 1024 + 1000], b & 0xff, `block ${b} in its place`);
   });
 
-  it('goes through the stream while the socket is corked, keeping the order', async () => {
-    const { fast, writer, received, streamWrites } = await writerPair();
-    fast.cork();
-    writer.write(Buffer.from('a'));
-    writer.write(Buffer.from('b'));
-    assert.equal(streamWrites(), 2);
-    fast.uncork();
-    writer.write(Buffer.from('c'));
-    await until(() => received().toString() === 'abc', 'a, b, c');
-    assert.equal(streamWrites(), 2, 'uncorked, straight to the handle again');
+  it('writes through the stream a socket whose stream already holds data, keeping the order', async () => {
+    const { accepted, client } = await pair();
+    client.pause();
+    const big = Buffer.alloc(8 * 1024 * 1024, 1);
+    accepted.write(big);
+    assert.ok(accepted.writableLength > 0, 'the stream holds data');
+    let streamWrites = 0;
+    const write = accepted.write.bind(accepted);
+    accepted.write = ((...args: Parameters<Socket['write']>) => (streamWrites++, write(...args))) as Socket['write'];
+    const writer = new SocketWriter(accepted, () => {});
+    writer.write(Buffer.from('after'));
+    assert.equal(streamWrites, 1, 'through the stream');
+    let got = 0;
+    let tail = '';
+    client.on('data', (c: Buffer) => {
+      got += c.length;
+      tail = (tail + c.toString('latin1')).slice(-5);
+    });
+    client.resume();
+    await until(() => got === big.length + 5, 'every byte');
+    assert.equal(tail, 'after', 'after what the stream held');
+  });
+
+  it('ends the socket after every direct write', async () => {
+    const { client, writer, received } = await writerPair();
+    const ended = once(client, 'end');
+    writer.write(Buffer.from('last words'));
+    writer.end(Buffer.from('.'));
+    await ended;
+    assert.equal(received().toString(), 'last words.');
   });
 
   it('destroys the socket with the error of a failed write', async () => {

@@ -57,6 +57,28 @@ export class SocketReader {
   }
 }
 
+/** Node's `stream_wrap` binding: write requests and the state a read or write leaves behind. */
+interface StreamWrapBinding {
+  WriteWrap: new () => WriteReq;
+  streamBaseState: Int32Array;
+  kLastWriteWasAsync: number;
+  kReadBytesOrError: number;
+}
+
+/** The binding, or null where this Node does not offer it (sockets then keep net.Socket's paths). */
+const streamWrap: StreamWrapBinding | null = (() => {
+  try {
+    const b = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
+    const ok = typeof b.WriteWrap === 'function' && b.streamBaseState instanceof Int32Array && typeof b.kLastWriteWasAsync === 'number' && typeof b.kReadBytesOrError === 'number';
+    return ok ? (b as StreamWrapBinding) : null;
+  } catch {
+    return null;
+  }
+})();
+const streamState = streamWrap?.streamBaseState ?? new Int32Array(0);
+const LAST_WRITE_WAS_ASYNC = streamWrap?.kLastWriteWasAsync ?? 0;
+const READ_BYTES_OR_ERROR = streamWrap?.kReadBytesOrError ?? 0;
+
 /** Bytes read at a time from a socket switched to `readInto`. */
 export const READ_BUFFER_BYTES = 64 * 1024;
 
@@ -110,6 +132,21 @@ export function readInto(socket: Socket, onChunk: (chunk: Buffer) => void, retai
   const f = fast as unknown as SocketInternals;
   f._server = server;
   f.server = server;
+  // The handle calls net.Socket's read callback, which refreshes timers, checks the stream and
+  // asks for the next buffer before it calls `callback`: read bytes go to onChunk directly, and
+  // only the end of the stream and errors go to net.Socket.
+  const h = handle as unknown as { onread: (this: unknown, ab?: ArrayBuffer) => unknown };
+  const streamRead = h.onread;
+  if (streamWrap !== null && typeof streamRead === 'function') {
+    h.onread = function (this: unknown, ab?: ArrayBuffer): Buffer | undefined {
+      const n = streamState[READ_BYTES_OR_ERROR]!;
+      if (n <= 0) return streamRead.call(this, ab) as undefined;
+      onChunk(buffer.subarray(0, n));
+      if (!retained()) return undefined;
+      buffer = Buffer.allocUnsafe(bytes);
+      return buffer;
+    };
+  }
   socket.destroy();
   return fast;
 }
@@ -127,23 +164,6 @@ interface StreamHandle {
   writev(req: WriteReq, chunks: Buffer[], allBuffers: true): number;
 }
 
-/** Node's `stream_wrap` binding: write requests and the state a write leaves behind. */
-interface StreamWrapBinding {
-  WriteWrap: new () => WriteReq;
-  streamBaseState: Int32Array;
-  kLastWriteWasAsync: number;
-}
-
-/** The binding, or null where this Node does not offer it (writes then go through net.Socket). */
-const streamWrap: StreamWrapBinding | null = (() => {
-  try {
-    const b = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
-    return typeof b.WriteWrap === 'function' && b.streamBaseState instanceof Int32Array && typeof b.kLastWriteWasAsync === 'number' ? (b as StreamWrapBinding) : null;
-  } catch {
-    return null;
-  }
-})();
-
 /** An error like the one net.Socket reports for a failed write (`code` is the errno name). */
 function writeError(status: number): NodeJS.ErrnoException {
   const code = getSystemErrorName(status);
@@ -157,9 +177,12 @@ function writeError(status: number): NodeJS.ErrnoException {
  * once, which is nearly always (measured under pgbench -S -M extended, 16 clients: ~2 µs less
  * CPU per transaction of two writes). A write the kernel cannot take at once stays queued in
  * libuv, in order, and holds its buffer; `write` then says false and `onDrain` runs when every
- * queued write is done. While the socket's own stream holds data (corked, or written through it),
- * writes go through the stream so their order is kept; so do writes to any other socket (TLS).
- * A failed write destroys the socket with the error, as net.Socket does.
+ * queued write is done. A failed write destroys the socket with the error, as net.Socket does.
+ *
+ * Once a writer is made, every write to the socket goes through it, ending included (`end`):
+ * it does not look at the socket's stream per write. A socket whose stream still holds data
+ * when the writer is made, and any socket other than a plain TCP or Unix one (TLS), is written
+ * through its stream.
  */
 export class SocketWriter {
   readonly #socket: Socket;
@@ -168,6 +191,8 @@ export class SocketWriter {
   #queued = 0;
   /** A write request no queued write holds, used again for the next write. */
   #spare: WriteReq | null = null;
+  /** Writes go to the handle (until `end`). */
+  #direct: boolean;
 
   readonly #onComplete = (status: number): void => {
     this.#queued--;
@@ -181,6 +206,16 @@ export class SocketWriter {
   constructor(socket: Socket, onDrain: () => void) {
     this.#socket = socket;
     this.#onDrain = onDrain;
+    const handle = (socket as unknown as SocketInternals)._handle as (SocketInternals['_handle'] & Partial<StreamHandle>) | null;
+    const kind = handle?.constructor.name;
+    this.#direct =
+      streamWrap !== null &&
+      !(socket instanceof TLSSocket) &&
+      (kind === 'TCP' || kind === 'Pipe') &&
+      typeof handle?.writeBuffer === 'function' &&
+      typeof handle.writev === 'function' &&
+      socket.writableLength === 0 &&
+      !socket.writableEnded;
     socket.on('drain', () => {
       if (this.#queued === 0) onDrain();
     });
@@ -188,12 +223,19 @@ export class SocketWriter {
 
   /** Something written is still waiting for the kernel (its buffers must not be reused). */
   get busy(): boolean {
-    return this.#queued > 0 || this.#socket.writableLength > 0;
+    return this.#queued > 0 || (!this.#direct && this.#socket.writableLength > 0);
+  }
+
+  /** End the socket after what was written (through its stream: `data` is not a read buffer's view). */
+  end(data?: Buffer): void {
+    this.#direct = false;
+    if (data === undefined) this.#socket.end();
+    else this.#socket.end(data);
   }
 
   /** Write `chunk`; false when it waits (stop producing until `onDrain`). */
   write(chunk: Buffer): boolean {
-    const handle = this.#direct();
+    const handle = this.#handle();
     if (handle === null) return this.#socket.write(chunk);
     const req = this.#request();
     return this.#done(req, chunk, handle.writeBuffer(req, chunk));
@@ -201,7 +243,7 @@ export class SocketWriter {
 
   /** Write several chunks in one system call; false when they wait. */
   writev(chunks: Buffer[]): boolean {
-    const handle = this.#direct();
+    const handle = this.#handle();
     if (handle === null) {
       let ok = true;
       for (const c of chunks) ok = this.#socket.write(c);
@@ -211,12 +253,9 @@ export class SocketWriter {
     return this.#done(req, chunks, handle.writev(req, chunks, true));
   }
 
-  /** The handle to write to, or null when the write must go through the socket's stream. */
-  #direct(): StreamHandle | null {
-    const s = this.#socket;
-    if (streamWrap === null || s.writableLength > 0 || s.writableCorked > 0 || s.writableEnded || s.destroyed) return null;
-    const handle = (s as unknown as { _handle: Partial<StreamHandle> | null })._handle;
-    return handle !== null && typeof handle.writeBuffer === 'function' && typeof handle.writev === 'function' ? (handle as StreamHandle) : null;
+  /** The handle to write to, or null when the write goes through the socket's stream (or it is closed). */
+  #handle(): StreamHandle | null {
+    return this.#direct ? (this.#socket as unknown as { _handle: StreamHandle | null })._handle : null;
   }
 
   #request(): WriteReq {
@@ -231,7 +270,7 @@ export class SocketWriter {
       this.#socket.destroy(writeError(status));
       return false;
     }
-    if (streamWrap!.streamBaseState[streamWrap!.kLastWriteWasAsync] === 0) {
+    if (streamState[LAST_WRITE_WAS_ASYNC] === 0) {
       this.#spare = req;
       return true;
     }

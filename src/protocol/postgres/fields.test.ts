@@ -244,10 +244,14 @@ describe('rewriteErrorText', () => {
     assert.equal(rewriteErrorText(frame, 0, frame.length, (t) => t), null);
     fc.assert(
       fc.property(fc.string(), fc.string(), (message, replacement) => {
-        const f0 = messages.errorResponse({ severity: 'ERROR', code: 'XX000', message: message.replaceAll('\0', '') });
-        const out = rewriteErrorText(f0, 0, f0.length, () => replacement.replaceAll('\0', '') + '!');
+        const original = message.replaceAll('\0', '');
+        const next = replacement.replaceAll('\0', '') + '!';
+        const f0 = messages.errorResponse({ severity: 'ERROR', code: 'XX000', message: original });
+        const out = rewriteErrorText(f0, 0, f0.length, () => next);
+        // The same text is no change (fast-check once found message "!" and replacement "").
+        if (next === original) return assert.equal(out, null);
         assert.ok(out !== null);
-        assert.equal(parseErrorFields(out, 5, out.length).get('M'), replacement.replaceAll('\0', '') + '!');
+        assert.equal(parseErrorFields(out, 5, out.length).get('M'), next);
       }),
     );
   });
