@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { ResolvedConnection } from '../config/load.js';
 import { emptyFacts, type StatementFacts } from '../sql/facts.js';
 import { analyzePostgres } from '../sql/pg-analyzer.js';
-import { statementKey } from '../sql/statement-key.js';
+import { hasKey, statementKey } from '../sql/statement-key.js';
 import type { PipelinePlugin } from '../session/pipeline.js';
 import { permits, type Decision, type Execution, type SessionInfo, type Statement, type StatementSummary } from '../session/types.js';
 import { contextView, statementView, type CelObject } from './cel-view.js';
@@ -126,6 +126,8 @@ interface SessionState {
    */
   lastText: string | undefined;
   lastDecision: Decision | undefined;
+  /** The shape key of lastText (lastDecision is the decision of every text of that shape). */
+  lastKey: string | undefined;
 }
 
 export interface PolicyStageOptions {
@@ -180,12 +182,13 @@ export class PolicyStage implements PipelinePlugin {
         encodingSafe: true,
         lastText: undefined,
         lastDecision: undefined,
+        lastKey: undefined,
       };
       this.#sessions.set(session, s);
     }
     if (s.generation !== this.#generation) {
       s.decisions.clear();
-      s.lastText = s.lastDecision = undefined;
+      s.lastText = s.lastDecision = s.lastKey = undefined;
       s.generation = this.#generation;
     }
     return s;
@@ -240,11 +243,17 @@ export class PolicyStage implements PipelinePlugin {
     // Fast paths: the very text decided last (compared as strings, usually the same one from the
     // relay's RepeatDecoder), then the same shape decided before in this session.
     if (safe && text === state.lastText) return this.#fromCache(state.lastDecision!, session, text);
+    // ... the shape decided last, with other literals (checked without building the key).
+    if (safe && state.lastKey !== undefined && hasKey(text, state.lastKey)) {
+      state.lastText = text;
+      return this.#fromCache(state.lastDecision!, session, text);
+    }
     const cacheKey = statementKey(text);
     const cached = safe ? state.decisions.get(cacheKey) : undefined;
     if (cached !== undefined) {
       state.lastText = text;
       state.lastDecision = cached;
+      state.lastKey = cacheKey;
       return this.#fromCache(cached, session, text);
     }
     let analysis = this.analyze(session, text);
@@ -268,6 +277,7 @@ export class PolicyStage implements PipelinePlugin {
       state.decisions.set(cacheKey, decision);
       state.lastText = text;
       state.lastDecision = decision;
+      state.lastKey = cacheKey;
     }
     if (permits(decision)) this.#trackPrepared(state, statement, analysis);
     return decision;

@@ -119,6 +119,8 @@ interface SessionLine {
   /** `prefix` and the JSON text of `text`. */
   start: Buffer;
   text: string | null;
+  /** The text of the session's last line (kept encoded when the next line repeats it). */
+  seen: string | null;
   /** The fields after the duration, up to the end of the line, and what they were encoded from. */
   tail: Buffer;
   rows: number;
@@ -172,7 +174,7 @@ export function statementLog(logger: Logger): PipelinePlugin {
   let head: Buffer = Buffer.alloc(0);
   const lineFor = (s: SessionInfo): SessionLine => {
     const prefix = bytes(`",${bindings ? `${bindings},` : ''}"event":"statement","session":${JSON.stringify(s.id)},"user":${JSON.stringify(s.identity.name)},"connection":${JSON.stringify(s.connection.name)},"statement":`);
-    const line: SessionLine = { prefix, start: prefix, text: null, tail: END, rows: -1, command: '', sqlstate: undefined, refusedBy: undefined, decision: null };
+    const line: SessionLine = { prefix, start: prefix, text: null, seen: null, tail: END, rows: -1, command: '', sqlstate: undefined, refusedBy: undefined, decision: null };
     lines.set(s, line);
     return line;
   };
@@ -232,8 +234,12 @@ export function statementLog(logger: Logger): PipelinePlugin {
         const from = p;
         buf.set(line.prefix, p);
         p = putJsonString(buf, p + line.prefix.length, truncated(text));
-        line.start = Buffer.from(buf.subarray(from, p));
-        line.text = text;
+        // Kept from its second line on: a text that never repeats (new literals each time) costs no copy.
+        if (text === line.seen) {
+          line.start = Buffer.from(buf.subarray(from, p));
+          line.text = text;
+        }
+        line.seen = text;
       } else {
         buf.set(line.start, p);
         p += line.start.length;

@@ -19,6 +19,10 @@ const STRING = '\0s';
 const PREFIXED = '\0S';
 /** Prefix of keys that are the raw text (texts whose literals carry meaning). */
 const RAW = '\0raw:';
+/** What a separator owed (`sep`: 1 space, 2 newline, 3 block comment, 4 line comment) becomes. */
+const SEPARATORS = ['', ' ', '\n', ' \0c ', ' \0l '];
+/** PREFIXED and the prefix letter, by the letter's lower-case code. */
+const PREFIXED_OF: Record<number, string> = Object.fromEntries([0x65, 0x62, 0x78, 0x6e].map((c) => [c, PREFIXED + String.fromCharCode(c)]));
 
 function isIdentStart(c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x5f || c >= 0x80;
@@ -78,22 +82,108 @@ function numberEnd(s: string, i: number): number {
 }
 
 /**
+ * Where the lexer's output goes: `range` is sql[from, to) as it is, `fold` the same with ASCII
+ * upper-case letters folded, `piece` a fixed string. Each returns false to stop the lexer (a
+ * matcher that found a difference).
+ */
+interface KeySink {
+  range(sql: string, from: number, to: number): boolean;
+  fold(sql: string, from: number, to: number): boolean;
+  piece(s: string): boolean;
+}
+
+/** Builds the key as a string. */
+class KeyBuilder implements KeySink {
+  out = '';
+  range(sql: string, from: number, to: number): boolean {
+    if (to > from) this.out += sql.slice(from, to);
+    return true;
+  }
+  fold(sql: string, from: number, to: number): boolean {
+    const word = sql.slice(from, to);
+    // toLowerCase folds only A-Z in ASCII text; elsewhere fold A-Z alone, as PostgreSQL does.
+    this.out += isAscii(word) ? word.toLowerCase() : word.replace(/[A-Z]/g, (m) => m.toLowerCase());
+    return true;
+  }
+  piece(s: string): boolean {
+    this.out += s;
+    return true;
+  }
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
+
+/** Compares what the lexer emits with a key, character by character, building nothing. */
+class KeyMatcher implements KeySink {
+  key = '';
+  pos = 0;
+  range(sql: string, from: number, to: number): boolean {
+    const key = this.key;
+    let p = this.pos;
+    if (p + (to - from) > key.length) return false;
+    for (let i = from; i < to; i++, p++) if (key.charCodeAt(p) !== sql.charCodeAt(i)) return false;
+    this.pos = p;
+    return true;
+  }
+  fold(sql: string, from: number, to: number): boolean {
+    const key = this.key;
+    let p = this.pos;
+    if (p + (to - from) > key.length) return false;
+    for (let i = from; i < to; i++, p++) {
+      const c = sql.charCodeAt(i);
+      if (key.charCodeAt(p) !== (c >= 0x41 && c <= 0x5a ? c | 0x20 : c)) return false;
+    }
+    this.pos = p;
+    return true;
+  }
+  piece(s: string): boolean {
+    if (!this.key.startsWith(s, this.pos)) return false;
+    this.pos += s.length;
+    return true;
+  }
+}
+
+const builder = new KeyBuilder();
+const matcher = new KeyMatcher();
+
+/**
  * The shape key of a statement text. Written for speed (measured ~0.5 µs for a pgbench
- * statement): unchanged runs of the text are copied in one slice; only whitespace runs,
+ * statement): unchanged runs of the text are emitted as one range; only whitespace runs,
  * comments, literals and upper-case letters break a run.
  */
 export function statementKey(sql: string): string {
+  builder.out = '';
+  lex(sql, builder);
+  const key = builder.out;
+  builder.out = '';
+  return key;
+}
+
+/**
+ * Whether `statementKey(sql) === key`, decided in the same single pass without building the key
+ * (no string, no hash): a session running one shape with new literals each time (pgbench -S in
+ * simple mode) is recognized at the cost of the lexing alone. Stops at the first difference.
+ */
+export function hasKey(sql: string, key: string): boolean {
+  if (key.startsWith(RAW)) return statementKey(sql) === key;
+  matcher.key = key;
+  matcher.pos = 0;
+  const same = lex(sql, matcher) && matcher.pos === key.length;
+  matcher.key = '';
+  return same;
+}
+
+/** Lex `sql` into `k`; false when the sink stopped it. */
+function lex(sql: string, k: KeySink): boolean {
   const n = sql.length;
-  let out = '';
   let run = 0; // start of the pending unchanged run
   let i = 0;
   // Leading whitespace/comments are dropped; `sep` marks that a separator is owed.
   let sep = 0; // 0 none, 1 space, 2 newline, 3 block comment, 4 line comment
   let started = false;
-  const emitSep = (): void => {
-    if (sep !== 0 && started) out += sep === 2 ? '\n' : sep === 3 ? ' \0c ' : sep === 4 ? ' \0l ' : ' ';
-    sep = 0;
-  };
   while (i < n) {
     const c = sql.charCodeAt(i);
     if (isSpace(c) || (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) || (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a)) {
@@ -105,7 +195,7 @@ export function statementKey(sql: string): string {
           continue;
         }
       }
-      out += sql.slice(run, i);
+      if (!k.range(sql, run, i)) return false;
       // Consume whitespace and comments.
       while (i < n) {
         const w = sql.charCodeAt(i);
@@ -131,8 +221,9 @@ export function statementKey(sql: string): string {
             } else j++;
           }
           if (depth > 0) {
-            emitSep();
-            return out + sql.slice(i); // unterminated: keep the raw rest
+            // Unterminated: keep the raw rest.
+            if (sep !== 0 && started && !k.piece(SEPARATORS[sep]!)) return false;
+            return k.range(sql, i, n);
           }
           i = j;
           // A block comment is not whitespace for string continuation ('a' /* */ + newline + 'b'
@@ -140,7 +231,10 @@ export function statementKey(sql: string): string {
           sep = 3;
         } else break;
       }
-      if (i < n) emitSep();
+      if (i < n) {
+        if (sep !== 0 && started && !k.piece(SEPARATORS[sep]!)) return false;
+        sep = 0;
+      }
       run = i;
       continue;
     }
@@ -148,8 +242,8 @@ export function statementKey(sql: string): string {
     // String constants: '..' and E'..' (backslash escapes), B'..', X'..', N'..'.
     if (c === 0x27 /* ' */) {
       const end = endOfQuoted(sql, i + 1, 0x27, false);
-      if (end < 0) return out + sql.slice(run);
-      out += sql.slice(run, i) + STRING;
+      if (end < 0) return k.range(sql, run, n);
+      if (!k.range(sql, run, i) || !k.piece(STRING)) return false;
       i = run = end;
       continue;
     }
@@ -158,30 +252,29 @@ export function statementKey(sql: string): string {
       const next = sql.charCodeAt(i + 1);
       if (next === 0x27 && c < 0x80 && (lower === 0x65 || lower === 0x62 || lower === 0x78 || lower === 0x6e)) {
         const end = endOfQuoted(sql, i + 2, 0x27, lower === 0x65);
-        if (end < 0) return out + sql.slice(run);
-        out += sql.slice(run, i) + PREFIXED + String.fromCharCode(lower);
+        if (end < 0) return k.range(sql, run, n);
+        if (!k.range(sql, run, i) || !k.piece(PREFIXED_OF[lower]!)) return false;
         i = run = end;
         continue;
       }
       if (lower === 0x75 && next === 0x26 /* & */ && (sql.charCodeAt(i + 2) === 0x27 || sql.charCodeAt(i + 2) === 0x22)) {
         // U&'...' / U&"...": the meaning depends on a later UESCAPE string literal, so such a text
-        // shares its key with nothing (rare in practice).
-        return RAW + sql;
+        // shares its key with nothing (rare in practice): the key is the raw text alone.
+        // (hasKey compares such keys with statementKey, so a matcher never gets here for one.)
+        if (k !== builder) return false;
+        builder.out = RAW + sql;
+        return true;
       }
       let j = i;
       let upper = false;
-      let ascii = true;
       while (j < n) {
         const d = sql.charCodeAt(j);
         if (!isIdentCont(d)) break;
         if (d >= 0x41 && d <= 0x5a) upper = true;
-        else if (d >= 0x80) ascii = false;
         j++;
       }
       if (upper) {
-        // Fold ASCII letters only, as PostgreSQL does for identifiers in multibyte encodings.
-        const word = sql.slice(i, j);
-        out += sql.slice(run, i) + (ascii ? word.toLowerCase() : word.replace(/[A-Z]/g, (m) => m.toLowerCase()));
+        if (!k.range(sql, run, i) || !k.fold(sql, i, j)) return false;
         run = j;
       }
       i = j;
@@ -189,7 +282,7 @@ export function statementKey(sql: string): string {
     }
     if (c === 0x22 /* " */) {
       const end = endOfQuoted(sql, i + 1, 0x22, false);
-      if (end < 0) return out + sql.slice(run);
+      if (end < 0) return k.range(sql, run, n);
       i = end;
       continue;
     }
@@ -208,8 +301,8 @@ export function statementKey(sql: string): string {
       if (sql.charCodeAt(j) === 0x24) {
         const tag = sql.slice(i, j + 1);
         const close = sql.indexOf(tag, j + 1);
-        if (close < 0) return out + sql.slice(run);
-        out += sql.slice(run, i) + STRING;
+        if (close < 0) return k.range(sql, run, n);
+        if (!k.range(sql, run, i) || !k.piece(STRING)) return false;
         i = run = close + tag.length;
         continue;
       }
@@ -218,11 +311,11 @@ export function statementKey(sql: string): string {
     }
     if (isDigit(c) || (c === 0x2e && isDigit(sql.charCodeAt(i + 1)))) {
       const end = numberEnd(sql, i);
-      out += sql.slice(run, i) + NUMBER;
+      if (!k.range(sql, run, i) || !k.piece(NUMBER)) return false;
       i = run = end;
       continue;
     }
     i++;
   }
-  return out + sql.slice(run, n);
+  return k.range(sql, run, n);
 }

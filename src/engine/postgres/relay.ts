@@ -158,6 +158,13 @@ function expectation(kind: Exp, exec: PendingExecution | null = null, injected =
   return { kind, injected, exec, refusal: null, forwardReady: false, cap: null, result: null, describes: null };
 }
 
+/** The expectations of a client's Parse, Bind, Describe, Close and Sync: no state of their own, so shared. */
+const EXPECT_PARSE = Object.freeze(expectation(Exp.Parse));
+const EXPECT_BIND = Object.freeze(expectation(Exp.Bind));
+const EXPECT_DESCRIBE = Object.freeze(expectation(Exp.Describe));
+const EXPECT_CLOSE = Object.freeze(expectation(Exp.Close));
+const EXPECT_SYNC = Object.freeze(expectation(Exp.Sync));
+
 /** Whether a statement's result rows are rewritten (a masking decision). */
 const rewritesRows = (s: Statement): boolean => s.decision.masks !== undefined;
 
@@ -386,7 +393,7 @@ export class PgRelay {
         this.#portals.set(portal, this.#statements.get(name) ?? UNNAMED_STATEMENT);
         this.#portalColumns.delete(portal); // described anew after each Bind
         this.#describedPortals.delete(portal);
-        this.#expect.push(expectation(Exp.Bind));
+        this.#expect.push(EXPECT_BIND);
         return FORWARD;
       }
       case FrontendCode.Execute: {
@@ -402,7 +409,7 @@ export class PgRelay {
           }
           if (wait !== undefined) return this.#executeWhenAdmitted(statement, frame.subarray(start, end), portal, wait);
         }
-        return this.#execute(statement, frame.subarray(start, end), portal);
+        return this.#execute(statement, frame, start, end, portal);
       }
       case FrontendCode.Describe: {
         const kind = frame[body];
@@ -411,7 +418,7 @@ export class PgRelay {
         // in client order: the portal may be bound again before the answer arrives).
         const keep = kind === 0x50 /* 'P' */ && this.#describesRows(name);
         if (keep) this.#describedPortals.add(name);
-        this.#expect.push(keep ? { ...expectation(Exp.Describe), describes: name } : expectation(Exp.Describe));
+        this.#expect.push(keep ? { ...expectation(Exp.Describe), describes: name } : EXPECT_DESCRIBE);
         return FORWARD;
       }
       case FrontendCode.Close: {
@@ -423,12 +430,12 @@ export class PgRelay {
           this.#portalColumns.delete(name);
           this.#describedPortals.delete(name);
         }
-        this.#expect.push(expectation(Exp.Close));
+        this.#expect.push(EXPECT_CLOSE);
         return FORWARD;
       }
       case FrontendCode.Sync:
         this.#skipUntilSync = false;
-        this.#expect.push(expectation(Exp.Sync));
+        this.#expect.push(EXPECT_SYNC);
         if (this.#finishAtSync !== null) {
           // Breaker (extended, autocommit): hold the client until Gatehouse's transaction is finished.
           this.#holdUntilReady = true;
@@ -447,11 +454,11 @@ export class PgRelay {
   }
 
   /** Forward an admitted Execute (under the breaker when capped). */
-  #execute(statement: Statement, view: Buffer, portal: string): FrameVerdict {
-    if (statement.decision.rowCap !== undefined) return this.#cappedExecute(statement, view, portal);
+  #execute(statement: Statement, frame: Buffer, start: number, end: number, portal: string): FrameVerdict {
+    if (statement.decision.rowCap !== undefined) return this.#cappedExecute(statement, frame.subarray(start, end), portal);
     const describe = this.#describeFor(statement, portal);
     this.#expect.push(this.#expectRows(Exp.Execute, this.#execution(statement), portal));
-    return describe === null ? FORWARD : Buffer.concat([describe, view]);
+    return describe === null ? FORWARD : Buffer.concat([describe, frame.subarray(start, end)]);
   }
 
   /**
@@ -478,7 +485,7 @@ export class PgRelay {
       .then((refusal) => {
         if (this.#closed) return;
         let out: FrameVerdict;
-        if (refusal === undefined || permits(refusal)) out = this.#execute(statement, view, portal);
+        if (refusal === undefined || permits(refusal)) out = this.#execute(statement, view, 0, view.length, portal);
         else {
           const refused: Statement = { ...statement, decision: refusal };
           const exec = this.#execution(refused);
@@ -514,20 +521,20 @@ export class PgRelay {
   /** Decide on a Query, Parse or FunctionCall, then forward it or its refusal. */
   #submit(statement: Statement, frame: Buffer, start: number, end: number): FrameVerdict {
     const decide = this.#pipeline.decide;
-    if (decide === null) return this.#apply(statement, statement.decision, frame.subarray(start, end), false);
+    if (decide === null) return this.#apply(statement, statement.decision, frame, start, end, false);
     let d: Decision | Promise<Decision>;
     try {
       d = decide(this.session, statement);
     } catch (err) {
       d = this.#internalDenial(err);
     }
-    if (!(d instanceof Promise)) return this.#apply(statement, d, frame.subarray(start, end), false);
+    if (!(d instanceof Promise)) return this.#apply(statement, d, frame, start, end, false);
     // Asynchronous decision: hold the client stream (and the socket) until it settles.
     const view = frame.subarray(start, end);
     this.#pauseClient();
     d.catch((err: unknown) => this.#internalDenial(err)).then((decision) => {
       if (this.#closed) return;
-      const out = this.#apply(statement, decision, view, true);
+      const out = this.#apply(statement, decision, view, 0, view.length, true);
       if (out !== PAUSE) this.#resumeClient(out === FORWARD ? view : out === DROP ? null : out);
     });
     return PAUSE;
@@ -553,16 +560,16 @@ export class PgRelay {
    * Forward an allowed statement (`view` is its frame) or its refusal. `paused` tells whether the
    * client stream is already paused (asynchronous decision). Returns the scanner verdict.
    */
-  #apply(statement: Statement, decision: Decision, view: Buffer, paused: boolean): FrameVerdict {
+  #apply(statement: Statement, decision: Decision, frame: Buffer, start: number, end: number, paused: boolean): FrameVerdict {
     statement.decision = decision;
     const kind = statement.protocol === 'simple' ? Exp.Query : statement.protocol === 'fastpath' ? Exp.Call : Exp.Parse;
     if (permits(decision)) {
       if (kind === Exp.Parse) {
         this.#statements.set(statement.name, statement);
-        this.#expect.push(expectation(Exp.Parse));
+        this.#expect.push(EXPECT_PARSE);
         return FORWARD;
       }
-      if (kind === Exp.Query && decision.rowCap !== undefined) return this.#cappedQuery(statement, view, paused);
+      if (kind === Exp.Query && decision.rowCap !== undefined) return this.#cappedQuery(statement, frame.subarray(start, end), paused);
       this.#expect.push(this.#expectRows(kind, this.#execution(statement), null));
       return FORWARD;
     }
