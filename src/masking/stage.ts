@@ -245,7 +245,8 @@ export class MaskingStage implements PipelinePlugin {
   complete(session: SessionInfo, exec: Execution): void {
     const kind = exec.statement.decision.statement?.kind;
     if (exec.sqlstate !== undefined || kind === undefined) return;
-    if (kind.startsWith('ALTER') || kind.startsWith('DROP') || kind.startsWith('CREATE') || kind === 'COMMENT') {
+    const c = kind.charCodeAt(0);
+    if ((c === 0x41 /* A */ && kind.startsWith('ALTER')) || (c === 0x44 /* D */ && kind.startsWith('DROP')) || (c === 0x43 /* C */ && (kind.startsWith('CREATE') || kind === 'COMMENT'))) {
       session.catalog?.invalidate();
       this.#chosen = new WeakMap();
     }

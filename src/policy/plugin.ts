@@ -144,6 +144,8 @@ export class PolicyStage implements PipelinePlugin {
   readonly name = 'policy';
   #engine: PolicyEngine;
   #generation = 0;
+  /** PREPAREs waiting for their outcome, in all sessions (an upper bound: a statement dropped unexecuted keeps its count). */
+  #pendingPrepares = 0;
   readonly facts: FactsCache;
   readonly #sessions = new WeakMap<SessionInfo, SessionState>();
   readonly #opts: PolicyStageOptions;
@@ -300,15 +302,20 @@ export class PolicyStage implements PipelinePlugin {
       if (f.preparedName) pending.push([f.preparedName, { facts: [f], views: [statementView(f)], cacheable: false }]);
       if (f.kind === 'DEALLOCATE' || f.kind === 'DISCARD') state.prepared.clear();
     }
-    if (pending.length > 0) state.pendingPrepare.set(statement, pending);
+    if (pending.length > 0) {
+      state.pendingPrepare.set(statement, pending);
+      this.#pendingPrepares++;
+    }
   }
 
   /** Outcome of an execution: commit the PREPAREs the server accepted. */
   complete(session: SessionInfo, execution: Execution): void {
+    if (this.#pendingPrepares === 0) return;
     const state = this.#sessions.get(session);
     const pending = state?.pendingPrepare.get(execution.statement);
     if (state === undefined || pending === undefined) return;
     state.pendingPrepare.delete(execution.statement);
+    this.#pendingPrepares--;
     for (const [name, analysis] of pending) {
       if (execution.sqlstate !== undefined || state.prepared.has(name)) state.prepared.set(name, null);
       else state.prepared.set(name, analysis);

@@ -139,7 +139,14 @@ export function createPipeline(plugins: readonly PipelinePlugin[]): Pipeline {
     sessionStart: starts.length === 0 ? null : (s) => starts.forEach((f) => f(s)),
     decide,
     result,
-    complete: completes.length === 0 ? null : completes.length === 1 ? completes[0]! : (s, e) => completes.forEach((f) => f(s, e)),
+    complete:
+      completes.length === 0
+        ? null
+        : completes.length === 1
+          ? completes[0]!
+          : (s, e) => {
+              for (let i = 0; i < completes.length; i++) completes[i]!(s, e);
+            },
     admit:
       admits.length === 0
         ? null
