@@ -266,7 +266,8 @@ export class SocketWriter {
 
   #done(req: WriteReq, data: Buffer | Buffer[], status: number): boolean {
     if (status !== 0) {
-      this.#spare = req;
+      // Not used again: the failed write may have bound it.
+      this.#spare = null;
       this.#socket.destroy(writeError(status));
       return false;
     }
