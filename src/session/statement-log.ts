@@ -121,8 +121,11 @@ interface SessionLine {
   text: string | null;
   /** The text of the session's last line (kept encoded when the next line repeats it). */
   seen: string | null;
-  /** The fields after the duration, up to the end of the line, and what they were encoded from. */
-  tail: Buffer;
+  /**
+   * The fields after the duration, up to the end of the line, once the last two lines had the
+   * same ones (null before), and what the last line's were encoded from.
+   */
+  tail: Buffer | null;
   rows: number;
   command: string;
   sqlstate: string | undefined;
@@ -174,7 +177,7 @@ export function statementLog(logger: Logger): PipelinePlugin {
   let head: Buffer = Buffer.alloc(0);
   const lineFor = (s: SessionInfo): SessionLine => {
     const prefix = bytes(`",${bindings ? `${bindings},` : ''}"event":"statement","session":${JSON.stringify(s.id)},"user":${JSON.stringify(s.identity.name)},"connection":${JSON.stringify(s.connection.name)},"statement":`);
-    const line: SessionLine = { prefix, start: prefix, text: null, seen: null, tail: END, rows: -1, command: '', sqlstate: undefined, refusedBy: undefined, decision: null };
+    const line: SessionLine = { prefix, start: prefix, text: null, seen: null, tail: null, rows: -1, command: '', sqlstate: undefined, refusedBy: undefined, decision: null };
     lines.set(s, line);
     return line;
   };
@@ -211,10 +214,11 @@ export function statementLog(logger: Logger): PipelinePlugin {
       const textChanged = text !== line.text;
       const d = st.decision;
       const tailChanged = e.rows !== line.rows || e.command !== line.command || e.sqlstate !== line.sqlstate || e.refusedBy !== line.refusedBy || d !== line.decision;
+      const tail = tailChanged ? null : line.tail;
       // Bounds: 3 bytes per UTF-16 unit, 6 where JSON.stringify escapes one; the fixed fields and
       // the numbers fit in 256.
       const rule = e.refusedBy ?? d.ruleId;
-      const max = 256 + HEAD_BYTES + (textChanged ? line.prefix.length + 6 * Math.min(text.length, MAX_TEXT + 1) + 2 : line.start.length) + (tailChanged ? 6 * (e.command.length + (e.sqlstate?.length ?? 0) + (rule?.length ?? 0)) : line.tail.length);
+      const max = 256 + HEAD_BYTES + (textChanged ? line.prefix.length + 6 * Math.min(text.length, MAX_TEXT + 1) + 2 : line.start.length) + (tail === null ? 6 * (e.command.length + (e.sqlstate?.length ?? 0) + (rule?.length ?? 0)) : tail.length);
       const now = Date.now();
       const ms = now % 1000;
       if (now - ms !== second) {
@@ -246,18 +250,21 @@ export function statementLog(logger: Logger): PipelinePlugin {
       }
       buf.set(DURATION, p);
       p = putMillis(buf, p + DURATION.length, e.durationMs);
-      if (tailChanged) {
+      if (tail === null) {
         const from = p;
         p = putTail(buf, p, e);
-        line.tail = Buffer.from(buf.subarray(from, p));
-        line.rows = e.rows;
-        line.command = e.command;
-        line.sqlstate = e.sqlstate;
-        line.refusedBy = e.refusedBy;
-        line.decision = d;
+        // Kept from the second line with these fields on (row counts that keep changing cost no copy).
+        if (tailChanged) {
+          line.rows = e.rows;
+          line.command = e.command;
+          line.sqlstate = e.sqlstate;
+          line.refusedBy = e.refusedBy;
+          line.decision = d;
+          line.tail = null;
+        } else line.tail = Buffer.from(buf.subarray(from, p));
       } else {
-        buf.set(line.tail, p);
-        p += line.tail.length;
+        buf.set(tail, p);
+        p += tail.length;
       }
       sink.commit(p);
     },

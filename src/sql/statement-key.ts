@@ -102,7 +102,8 @@ class KeyBuilder implements KeySink {
   fold(sql: string, from: number, to: number): boolean {
     const word = sql.slice(from, to);
     // toLowerCase folds only A-Z in ASCII text; elsewhere fold A-Z alone, as PostgreSQL does.
-    this.out += isAscii(word) ? word.toLowerCase() : word.replace(/[A-Z]/g, (m) => m.toLowerCase());
+    if (isAscii(word)) this.out += word.toLowerCase();
+    else for (let i = from; i < to; i++) this.out += String.fromCharCode(foldAscii(sql.charCodeAt(i)));
     return true;
   }
   piece(s: string): boolean {
@@ -110,6 +111,9 @@ class KeyBuilder implements KeySink {
     return true;
   }
 }
+
+/** An ASCII upper-case letter's lower case; any other code unit as it is. */
+const foldAscii = (c: number): number => (c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
 
 function isAscii(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
@@ -132,10 +136,7 @@ class KeyMatcher implements KeySink {
     const key = this.key;
     let p = this.pos;
     if (p + (to - from) > key.length) return false;
-    for (let i = from; i < to; i++, p++) {
-      const c = sql.charCodeAt(i);
-      if (key.charCodeAt(p) !== (c >= 0x41 && c <= 0x5a ? c | 0x20 : c)) return false;
-    }
+    for (let i = from; i < to; i++, p++) if (key.charCodeAt(p) !== foldAscii(sql.charCodeAt(i))) return false;
     this.pos = p;
     return true;
   }
