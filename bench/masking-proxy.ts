@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { startGatehouse, type StartedGatehouse } from './gatehouse.js';
 import { runCommand } from './processes.js';
+import { median } from './rounds.js';
 import type { BenchContext, Section, SectionResult } from './section.js';
 import type { Column } from './table.js';
 import { BENCH_DATABASE, directTarget, libpqEnv, withClient, type PgEndpoint } from './targets.js';
@@ -54,10 +55,6 @@ const POLICY = (action: 'mask' | 'audit', plan: keyof typeof PLANS = 'rebuild'):
 ${action === 'mask' ? `    mask: ${PLANS[plan]}\n` : ''}`;
 
 const fmtMs = (v: number): string => v.toFixed(2);
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /** The table: id + three text columns classified by name (email, phone, ssn). Rebuilt each run. */
 async function prepareTable(progress: (msg: string) => void): Promise<void> {

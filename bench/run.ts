@@ -85,7 +85,7 @@ function header(settings: BenchSettings, machine: Machine, targets: readonly Tar
   return [
     `Gatehouse benchmark — ${startedAt.toISOString()}`,
     `machine: ${machine.cpus} CPUs, ${machine.cpu_busy_at_start_pct ?? '?'}% busy just before the run; ${machine.postgres}; ${machine.pgbench}; node ${machine.node}`,
-    `settings: BENCH_SECONDS=${settings.seconds} BENCH_WORKERS=${settings.workers} BENCH_LOG_STATEMENTS=${settings.logStatements} BENCH_UPSTREAM=${settings.upstream} BENCH_CLIENTS=${settings.clients.join(',')} BENCH_MODES=${settings.modes.join(',')}`,
+    `settings: BENCH_SECONDS=${settings.seconds} BENCH_ROUNDS=${settings.rounds} BENCH_WORKERS=${settings.workers} BENCH_LOG_STATEMENTS=${settings.logStatements} BENCH_UPSTREAM=${settings.upstream} BENCH_CLIENTS=${settings.clients.join(',')} BENCH_MODES=${settings.modes.join(',')}`,
     `upstream transport: ${settings.upstream} — direct pgbench, pgbouncer and Gatehouse all reach PostgreSQL over ${describeUpstream(settings.upstream)}; clients reach pgbouncer and Gatehouse over TCP ${PG_HOST}`,
     // Every child runs in its own session (detached): pgbench, pgbouncer, each Gatehouse; the
     // PostgreSQL backends share the postmaster's. Autogroup shares CPU between sessions first.

@@ -19,6 +19,12 @@ export type UpstreamTransport = (typeof UPSTREAM_TRANSPORTS)[number];
 export interface BenchSettings {
   /** Seconds per measured pgbench run (BENCH_SECONDS). */
   readonly seconds: number;
+  /**
+   * Runs per (mode, clients, target) in the throughput section (BENCH_ROUNDS): each round runs
+   * every target once, in a rotated order; figures are the medians over rounds, ratios the
+   * medians of each round's side-by-side ratios.
+   */
+  readonly rounds: number;
   /** Seconds of the one-off warm-up run per target. */
   readonly warmupSeconds: number;
   /** Gatehouse `--workers` (BENCH_WORKERS). */
@@ -77,7 +83,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): BenchSetting
   const upstream = (env.BENCH_UPSTREAM?.trim().toLowerCase() || 'unix') as UpstreamTransport;
   if (!(UPSTREAM_TRANSPORTS as readonly string[]).includes(upstream)) throw new SettingsError(`BENCH_UPSTREAM: expected one of ${UPSTREAM_TRANSPORTS.join(', ')}, got "${env.BENCH_UPSTREAM}"`);
   return {
-    seconds: positiveInt(env, 'BENCH_SECONDS', 10),
+    seconds: positiveInt(env, 'BENCH_SECONDS', 6),
+    rounds: positiveInt(env, 'BENCH_ROUNDS', 3),
     warmupSeconds: 2,
     workers: positiveInt(env, 'BENCH_WORKERS', 1),
     logStatements: bool(env, 'BENCH_LOG_STATEMENTS', true),

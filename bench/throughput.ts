@@ -1,6 +1,9 @@
 /**
  * pgbench select-only throughput per (query mode, clients, target). Select-only keeps
  * PostgreSQL's own work tiny, so the differences between targets are the proxies' overhead.
+ * Each (mode, clients) is measured in BENCH_ROUNDS rounds of every target side by side
+ * (src: rounds.ts): TPS and latency are the medians over rounds, a ratio the median of the
+ * rounds' ratios, printed with its range.
  */
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
@@ -10,6 +13,7 @@ import type { BenchContext, Section, SectionResult } from './section.js';
 import type { QueryMode } from './settings.js';
 import { formatMs, formatRatio, formatTps, renderTable, type Column } from './table.js';
 import type { Target } from './targets.js';
+import { median, rotated, roundRatios, spread, type Spread } from './rounds.js';
 
 /** A ratio column: subject TPS divided by base TPS, per (mode, clients). */
 export interface RatioSpec {
@@ -39,22 +43,31 @@ export interface ThroughputRow {
   readonly mode: QueryMode;
   readonly clients: number;
   readonly target: string;
+  /** Median over the rounds that measured. */
   readonly tps: number | null;
   readonly latency_ms: number | null;
+  /** Over all rounds. */
   readonly transactions: number | null;
   readonly failed_transactions: number | null;
+  /** Each round's TPS, in round order (null: that run failed). */
+  readonly round_tps: ReadonlyArray<number | null>;
   readonly error?: string;
-  /** Targets that are the subject of a ratio: TPS divided by each base's TPS, keyed by base id. */
+  /** Targets that are the subject of a ratio: the median of the rounds' ratios to each base, keyed by base id. */
   readonly ratios?: Record<string, number | null>;
+  /** ...and each round's ratio, in round order. */
+  readonly round_ratios?: Record<string, ReadonlyArray<number | null>>;
   /** PASS/FAIL per base with a goal; null where the goal does not apply (too few clients, no number). */
   readonly goals?: Record<string, Verdict | null>;
 }
 
 const key = (mode: QueryMode, clients: number, target: string): string => `${mode}/${clients}/${target}`;
 
-function ratio(subject: Measurement | undefined, baseline: Measurement | undefined): number | null {
-  if (!subject?.ok || !baseline?.ok || baseline.summary.tps === 0) return null;
-  return subject.summary.tps / baseline.summary.tps;
+const tpsOf = (runs: readonly Measurement[] | undefined): Array<number | null> => (runs ?? []).map((m) => (m.ok ? m.summary.tps : null));
+
+/** A ratio and its range over rounds, e.g. "0.82 (0.78-0.86)"; "-" without one. */
+function formatSpread(s: Spread | null): string {
+  if (s === null) return '-';
+  return s.n > 1 ? `${formatRatio(s.median)} (${formatRatio(s.min)}-${formatRatio(s.max)})` : formatRatio(s.median);
 }
 
 function verdict(spec: RatioSpec, clients: number, r: number | null): Verdict | null {
@@ -93,22 +106,29 @@ export const throughputSection: Section = {
       if (!m.ok) errors.push(`warm-up of ${t.id}: ${m.error}`);
     }
 
-    // Targets run back-to-back per (mode, clients), so slow drift of a noisy machine hits
-    // all of them alike instead of skewing one whole column.
-    const results = new Map<string, Measurement>();
-    const total = settings.modes.length * settings.clients.length * targets.length;
+    // Targets run back-to-back per (mode, clients), round after round in a rotated order, so
+    // slow drift of a noisy machine hits all of them alike instead of skewing one whole column,
+    // and a burst of other load skews one round, which the median leaves out.
+    const rounds = settings.rounds;
+    const results = new Map<string, Measurement[]>();
+    const total = settings.modes.length * settings.clients.length * targets.length * rounds;
     let n = 0;
     for (const mode of settings.modes) {
       for (const clients of settings.clients) {
-        for (const t of targets) {
-          n++;
-          ctx.progress(`[${n}/${total}] -M ${mode} -c ${clients} ${t.id} (${settings.seconds}s)`);
-          const m = await measure(ctx, t, mode, clients, settings.seconds, join(outDir, `${mode}-c${clients}-${t.id}.txt`));
-          results.set(key(mode, clients, t.id), m);
-          if (m.ok) ctx.progress(`    ${formatTps(m.summary.tps)} tps, ${formatMs(m.summary.latencyMs)} ms`);
-          else {
-            ctx.progress(`    error: ${m.error}`);
-            errors.push(`-M ${mode} -c ${clients} ${t.id}: ${m.error}`);
+        for (let round = 0; round < rounds; round++) {
+          for (const t of rotated(targets, round)) {
+            n++;
+            const label = rounds > 1 ? `, round ${round + 1}/${rounds}` : '';
+            ctx.progress(`[${n}/${total}] -M ${mode} -c ${clients} ${t.id}${label} (${settings.seconds}s)`);
+            const file = join(outDir, `${mode}-c${clients}-${t.id}${rounds > 1 ? `-r${round + 1}` : ''}.txt`);
+            const m = await measure(ctx, t, mode, clients, settings.seconds, file);
+            const k = key(mode, clients, t.id);
+            results.set(k, [...(results.get(k) ?? []), m]);
+            if (m.ok) ctx.progress(`    ${formatTps(m.summary.tps)} tps, ${formatMs(m.summary.latencyMs)} ms`);
+            else {
+              ctx.progress(`    error: ${m.error}`);
+              errors.push(`-M ${mode} -c ${clients} ${t.id} round ${round + 1}: ${m.error}`);
+            }
           }
         }
       }
@@ -133,24 +153,32 @@ export const throughputSection: Section = {
     for (const mode of settings.modes) {
       for (const clients of settings.clients) {
         const cells = [mode, String(clients)];
-        const get = (id: string): Measurement | undefined => results.get(key(mode, clients, id));
-        const ratioOf = new Map(ratioSpecs.map((r) => [r, ratio(get(r.subject), get(r.base))]));
+        const get = (id: string): Measurement[] => results.get(key(mode, clients, id)) ?? [];
+        const perRound = new Map(ratioSpecs.map((r) => [r, roundRatios(tpsOf(get(r.subject)), tpsOf(get(r.base)))]));
+        const spreadOf = new Map(ratioSpecs.map((r) => [r, spread(perRound.get(r)!)]));
+        const ratioOf = new Map(ratioSpecs.map((r) => [r, spreadOf.get(r)?.median ?? null]));
         for (const t of targets) {
-          const m = get(t.id);
-          cells.push(m?.ok ? formatTps(m.summary.tps) : 'error', m?.ok ? formatMs(m.summary.latencyMs) : 'error');
+          const runs = get(t.id);
+          const ok = runs.flatMap((m) => (m.ok ? [m.summary] : []));
+          const tps = ok.length > 0 ? median(ok.map((s) => s.tps)) : null;
+          const latency = ok.length > 0 ? median(ok.map((s) => s.latencyMs)) : null;
+          cells.push(tps !== null ? formatTps(tps) : 'error', latency !== null ? formatMs(latency) : 'error');
           const mine = ratioSpecs.filter((r) => r.subject === t.id);
           const ratios = Object.fromEntries(mine.map((r) => [r.base, ratioOf.get(r)!]));
+          const roundsOf = Object.fromEntries(mine.map((r) => [r.base, perRound.get(r)!]));
           const goals = Object.fromEntries(mine.filter((r) => r.goal).map((r) => [r.base, verdict(r, clients, ratioOf.get(r)!)]));
+          const failure = runs.find((m): m is Extract<Measurement, { ok: false }> => !m.ok);
           rows.push({
             mode,
             clients,
             target: t.id,
-            tps: m?.ok ? m.summary.tps : null,
-            latency_ms: m?.ok ? m.summary.latencyMs : null,
-            transactions: m?.ok ? m.summary.transactions : null,
-            failed_transactions: m?.ok ? m.summary.failed : null,
-            ...(m && !m.ok ? { error: m.error } : {}),
-            ...(mine.length > 0 ? { ratios } : {}),
+            tps,
+            latency_ms: latency,
+            transactions: ok.length > 0 ? ok.reduce((a, s) => a + s.transactions, 0) : null,
+            failed_transactions: ok.length > 0 ? ok.reduce((a, s) => a + s.failed, 0) : null,
+            round_tps: tpsOf(runs),
+            ...(failure !== undefined ? { error: failure.error } : {}),
+            ...(mine.length > 0 ? { ratios, round_ratios: roundsOf } : {}),
             ...(Object.keys(goals).length > 0 ? { goals } : {}),
           });
         }
@@ -164,16 +192,20 @@ export const throughputSection: Section = {
           }
           return v ?? '-';
         });
-        ratioRows.push([mode, String(clients), ...ratioSpecs.map((r) => (ratioOf.get(r) === null ? '-' : formatRatio(ratioOf.get(r)!))), ...verdicts]);
+        ratioRows.push([mode, String(clients), ...ratioSpecs.map((r) => formatSpread(spreadOf.get(r)!)), ...verdicts]);
       }
     }
 
     const failedTx = rows.filter((r) => (r.failed_transactions ?? 0) > 0);
     const notes = [
       `tps: pgbench "tps … (without initial connection time)"; ms: pgbench "latency average"; ${settings.seconds}s per run, -j min(clients, 2), pgbench scale ${SCALE}.`,
-      `Run order per (mode, clients): ${targets.map((t) => t.id).join(', ')}.`,
+      rounds > 1
+        ? `${rounds} rounds per (mode, clients), each running every target once, the order rotated each round (round 1: ${targets.map((t) => t.id).join(', ')}); tps and ms are the medians over the rounds.`
+        : `Run order per (mode, clients): ${targets.map((t) => t.id).join(', ')}.`,
       '',
-      'Ratios (TPS of the first target divided by TPS of the second):',
+      rounds > 1
+        ? 'Ratios (TPS of the first target divided by TPS of the second, within each round): the median over the rounds, with their range; verdicts on the median:'
+        : 'Ratios (TPS of the first target divided by TPS of the second):',
       '',
       renderTable({ columns: ratioColumns, rows: ratioRows }),
       '',
