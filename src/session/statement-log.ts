@@ -217,8 +217,9 @@ export function statementLog(logger: Logger): PipelinePlugin {
       const tail = tailChanged ? null : line.tail;
       // Bounds: 3 bytes per UTF-16 unit, 6 where JSON.stringify escapes one; the fixed fields and
       // the numbers fit in 256.
-      const rule = e.refusedBy ?? d.ruleId;
-      const max = 256 + HEAD_BYTES + (textChanged ? line.prefix.length + 6 * Math.min(text.length, MAX_TEXT + 1) + 2 : line.start.length) + (tail === null ? 6 * (e.command.length + (e.sqlstate?.length ?? 0) + (rule?.length ?? 0)) : tail.length);
+      const textMax = textChanged ? line.prefix.length + 6 * Math.min(text.length, MAX_TEXT + 1) + 2 : line.start.length;
+      const tailMax = tail === null ? 6 * (e.command.length + (e.sqlstate?.length ?? 0) + ((e.refusedBy ?? d.ruleId)?.length ?? 0)) : tail.length;
+      const max = 256 + HEAD_BYTES + textMax + tailMax;
       const now = Date.now();
       const ms = now % 1000;
       if (now - ms !== second) {

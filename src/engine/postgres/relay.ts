@@ -276,10 +276,12 @@ export class PgRelay {
   start(clientBytes: Buffer, upstreamBytes: Buffer): void {
     // A chunk read is still referenced after its turn while its frames wait (a paused stream, a
     // decision or breaker pending) or a write of it is queued: its buffer then is not read into again.
-    const c = (this.#client = readInto(this.#client, this.#onClientData, () => this.#clientPause !== 0 || this.#fromClient.paused || this.#toUpstream.busy, CLIENT_READ_BYTES));
-    const u = (this.#upstream = readInto(this.#upstream, this.#onUpstreamData, () => this.#upstreamPause !== 0 || this.#fromUpstream.paused || this.#toClient.busy));
-    this.#toClient = new SocketWriter(c, this.#onClientDrain);
-    this.#toUpstream = new SocketWriter(u, this.#onUpstreamDrain);
+    const [client, upstream] = [this.#client, this.#upstream];
+    const c = (this.#client = readInto(client, this.#onClientData, () => this.#clientPause !== 0 || this.#fromClient.paused || this.#toUpstream.busy, CLIENT_READ_BYTES));
+    const u = (this.#upstream = readInto(upstream, this.#onUpstreamData, () => this.#upstreamPause !== 0 || this.#fromUpstream.paused || this.#toClient.busy));
+    // A socket that kept its wrapper (TLS, a write still queued) keeps its writer and its one drain listener.
+    if (c !== client) this.#toClient = new SocketWriter(c, this.#onClientDrain);
+    if (u !== upstream) this.#toUpstream = new SocketWriter(u, this.#onUpstreamDrain);
     c.on('error', (err) => this.#close(`client error: ${err.message}`));
     u.on('error', (err) => this.#upstreamGone(err.message));
     c.on('close', () => this.#close('client disconnected'));
