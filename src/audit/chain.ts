@@ -30,32 +30,140 @@ export function chainHash(prev: string, body: string): string {
 
 /** Bytes per chunk of ChainEncoder output (a body never spans chunks; a larger one gets its own). */
 const ENCODER_CHUNK = 1 << 20;
+const POW10 = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000];
 
 /**
- * The writer thread's chaining: each body is encoded to UTF-8 once, right after its predecessor's
- * hash, so hashing reads those bytes and the store writes the same bytes (as text) without
- * another encoding; measured with bench/audit.ts, converting every body twice (for the hash and
- * for SQLite) was a fifth of the thread's time. The hashes equal chainHash's.
+ * The writer thread's chaining, in bytes. Bodies are written as UTF-8 into a chunk, each followed
+ * by its hash in hex, so the bytes hashed for event n (hash(n-1) || body(n)) already lie side by
+ * side and the store writes the same body bytes as text without another encoding. A body is
+ * either a string (`text`) or assembled piece by piece (`begin`, `bytes`, `ascii`, `utf8`, `int`,
+ * `end`) from fragments encoded once, as compact statement events are (src/audit/compact.ts):
+ * measured with bench/audit.ts, building each body as a string and then encoding it was a fifth
+ * of the thread's time. The hashes equal chainHash's.
  */
 export class ChainEncoder {
-  #chunk = Buffer.allocUnsafe(0);
-  #pos = 0;
+  #chunk: Buffer;
+  /** Where the body being built starts; the previous hash is the 64 bytes before it. */
+  #start = 64;
+  #pos = 64;
 
-  /** hash(n) of `body` after `prev`; `bodies[i]` receives the body's UTF-8 bytes (chunks are never reused). */
-  next(prev: string, body: string, bodies: Buffer[], i: number): string {
-    // A JS string needs at most 3 UTF-8 bytes per UTF-16 unit.
-    const need = 64 + body.length * 3;
-    if (this.#chunk.length - this.#pos < need) {
-      this.#chunk = Buffer.allocUnsafe(Math.max(ENCODER_CHUNK, need));
-      this.#pos = 0;
+  /** Start after the chain's head `prev` (hex). */
+  constructor(prev: string) {
+    this.#chunk = Buffer.allocUnsafe(ENCODER_CHUNK);
+    this.#chunk.write(prev, 0, 64, 'latin1');
+  }
+
+  /** Begin a body of at most `max` bytes. */
+  begin(max: number): void {
+    const pos = this.#pos;
+    if (this.#chunk.length - pos < max + 64) {
+      // A new chunk, starting with the previous hash; earlier bodies keep the old one.
+      const chunk = Buffer.allocUnsafe(Math.max(ENCODER_CHUNK, max + 128));
+      this.#chunk.copy(chunk, 0, pos - 64, pos);
+      this.#chunk = chunk;
+      this.#pos = 64;
     }
-    const chunk = this.#chunk;
-    const start = this.#pos;
-    chunk.write(prev, start, 64, 'latin1');
-    const n = chunk.write(body, start + 64, 'utf8');
-    this.#pos = start + 64 + n;
-    bodies[i] = chunk.subarray(start + 64, start + 64 + n);
-    return hash('sha256', chunk.subarray(start, start + 64 + n), 'hex');
+    this.#start = this.#pos;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.#chunk.set(b, this.#pos);
+    this.#pos += b.length;
+  }
+
+  /** A string known to be ASCII (keys, command tags, numbers). */
+  ascii(s: string): void {
+    const c = this.#chunk;
+    let p = this.#pos;
+    for (let i = 0; i < s.length; i++) c[p++] = s.charCodeAt(i);
+    this.#pos = p;
+  }
+
+  utf8(s: string): void {
+    this.#pos += this.#chunk.write(s, this.#pos, 'utf8');
+  }
+
+  /** A non-negative integer, as JSON writes it. */
+  int(n: number): void {
+    if (!(n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n)) {
+      this.ascii(JSON.stringify(n));
+      return;
+    }
+    // In two parts below 10^8, so the digits come from 32-bit integer arithmetic.
+    if (n < 1e8) {
+      this.#digits(n, false);
+    } else {
+      const high = Math.floor(n / 1e8);
+      this.#digits(high, false);
+      this.#digits(n - high * 1e8, true);
+    }
+  }
+
+  /**
+   * A number as JSON writes it. Durations, rounded to microseconds, take a short path: a value
+   * that is exactly k/1000 is written as its integer part and up to three decimals, which is
+   * the shortest decimal that reads back as the same double, as JSON's is.
+   */
+  decimal(x: number): void {
+    const k = Math.round(x * 1000);
+    if (!(x >= 0 && k / 1000 === x && k <= Number.MAX_SAFE_INTEGER)) {
+      this.ascii(JSON.stringify(x));
+      return;
+    }
+    const whole = Math.floor(k / 1000);
+    this.int(whole);
+    let frac = k - whole * 1000;
+    if (frac === 0) return;
+    const c = this.#chunk;
+    c[this.#pos++] = 46; // '.'
+    let digits = 3;
+    while (frac % 10 === 0) {
+      frac /= 10;
+      digits--;
+    }
+    let p = this.#pos + digits;
+    this.#pos = p;
+    // Leading zeros of the fraction included (0.05 -> "05").
+    for (let d = 0; d < digits; d++) {
+      const q = (frac / 10) | 0;
+      c[--p] = 48 + frac - q * 10;
+      frac = q;
+    }
+  }
+
+  /** `v` < 10^8; `pad`: all 8 digits. */
+  #digits(v: number, pad: boolean): void {
+    const c = this.#chunk;
+    let n = v | 0;
+    let count = 8;
+    if (!pad) for (count = 1; count < 8 && n >= POW10[count]!; count++);
+    let p = this.#pos + count;
+    this.#pos = p;
+    for (let k = 0; k < count; k++) {
+      const q = (n / 10) | 0;
+      c[--p] = 48 + n - q * 10;
+      n = q;
+    }
+  }
+
+  /** End the body begun: `bodies[i]` receives its bytes; returns its chain hash (hex). */
+  end(bodies: Buffer[], i: number): string {
+    const c = this.#chunk;
+    const start = this.#start;
+    const end = this.#pos;
+    bodies[i] = c.subarray(start, end);
+    const hex = hash('sha256', c.subarray(start - 64, end), 'hex');
+    c.write(hex, end, 64, 'latin1');
+    this.#pos = end + 64;
+    return hex;
+  }
+
+  /** A whole body given as text. */
+  text(body: string, bodies: Buffer[], i: number): string {
+    // A JS string needs at most 3 UTF-8 bytes per UTF-16 unit.
+    this.begin(body.length * 3);
+    this.utf8(body);
+    return this.end(bodies, i);
   }
 }
 

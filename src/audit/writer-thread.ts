@@ -14,7 +14,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChainEncoder, GENESIS, loadSigningKey, signCheckpoint, type Checkpoint, type SigningKey } from './chain.js';
 import { COLUMN_COUNT } from './event.js';
-import { expandCompact, type Fragment } from './compact.js';
+import { compactWriter, encodeFragment, writeCompact, type EncodedFragment, type Fragment } from './compact.js';
 import { openAuditStore, type StoreSpec } from '../store/open.js';
 import type { AuditStore } from '../store/audit.js';
 
@@ -42,9 +42,9 @@ let headHash: string = GENESIS;
 let checkpointSeq = 0;
 let checkpointAt = Date.now();
 let queue: Promise<void> = Promise.resolve();
-/** Fragments of compact events, by id. */
-const fragments = new Map<number, Fragment>();
-const nodeFragment = `,"node":${JSON.stringify(data.node)}`;
+/** Fragments of compact events, by id, encoded. */
+const fragments = new Map<number, EncodedFragment>();
+const compact = compactWriter(data.node);
 
 function checkpointNow(seq: number, hash: string): Checkpoint {
   return signCheckpoint(key, data.node, seq, hash, Date.now());
@@ -55,20 +55,19 @@ async function append(rows: unknown[], count: number, first: number, release: nu
     port.postMessage({ op: 'failed', first, message: `batch starts at seq ${first}, expected ${headSeq + 1}` });
     return;
   }
+  const hashes: string[] = new Array(count);
+  const bodies: Buffer[] = new Array(count);
+  const encoder = new ChainEncoder(headHash);
   try {
-    for (let i = 0; i < count; i++) if (typeof rows[i * WIDTH] === 'number') expandCompact(rows, i * WIDTH, data.node, nodeFragment, fragments);
+    for (let i = 0; i < count; i++) {
+      const base = i * WIDTH;
+      hashes[i] = typeof rows[base] === 'number' ? writeCompact(encoder, compact, rows, base, fragments, bodies, i) : encoder.text(rows[base + BODY] as string, bodies, i);
+    }
   } catch (err) {
     port.postMessage({ op: 'failed', first, message: (err as Error).message });
     return;
   }
-  const hashes: string[] = new Array(count);
-  const bodies: Buffer[] = new Array(count);
-  const encoder = new ChainEncoder();
-  let prev = headHash;
-  for (let i = 0; i < count; i++) {
-    prev = encoder.next(prev, rows[i * WIDTH + BODY] as string, bodies, i);
-    hashes[i] = prev;
-  }
+  const prev = hashes[count - 1] ?? headHash;
   const through = first + count - 1;
   const checkpoints: Checkpoint[] = [];
   const now = Date.now();
@@ -130,7 +129,7 @@ async function init(): Promise<void> {
         queue = queue.then(() => append(m.rows, m.count, m.first, m.release));
         break;
       case 'frag':
-        fragments.set(m.id, m.f);
+        fragments.set(m.id, encodeFragment(m.f));
         break;
       case 'checkpoint':
         queue = queue.then(checkpoint);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import fc from 'fast-check';
 import pino from 'pino';
 import { chainHash, ChainEncoder, generateSigningKey, GENESIS, loadPublicKey } from './chain.js';
 import { verifyAudit } from './verify.js';
@@ -20,19 +21,46 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('ChainEncoder', () => {
   it('gives chainHash for ASCII, multibyte and chunk-sized bodies, with each body as UTF-8 bytes', () => {
-    const enc = new ChainEncoder();
+    const enc = new ChainEncoder(GENESIS);
     const bodies: Buffer[] = [];
     const texts = ['{"a":1}', '{"name":"Zoë 東京 🚀"}', 'x'.repeat(400_000), '', '{"b":"é".repeat}', 'y'.repeat(2_000_000)];
-    let prev = GENESIS;
     let expected = GENESIS;
     texts.forEach((t, i) => {
-      prev = enc.next(prev, t, bodies, i);
+      const h = enc.text(t, bodies, i);
       expected = chainHash(expected, t);
-      assert.equal(prev, expected, `body ${i}`);
+      assert.equal(h, expected, `body ${i}`);
       assert.equal(bodies[i]!.toString('utf8'), t);
     });
     // Earlier bodies stay intact after later ones filled new chunks.
     assert.equal(bodies[1]!.toString('utf8'), texts[1]);
+  });
+
+  it('a body built from pieces hashes as its text does, across chunks', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.oneof(fc.string(), fc.string({ unit: 'binary' })), fc.oneof(fc.nat(), fc.maxSafeNat(), fc.constant(0)), fc.string({ maxLength: 30 }).map((s) => s.replace(/[^ -~]/g, 'a'))), { minLength: 1, maxLength: 40 }),
+        fc.nat({ max: 300_000 }),
+        (parts, pad) => {
+          let expected = 'f'.repeat(64);
+          const enc = new ChainEncoder(expected);
+          const bodies: Buffer[] = [];
+          parts.forEach(([text, n, ascii], i) => {
+            const filler = i === 0 ? 'z'.repeat(pad) : '';
+            const body = `${filler}${text}${n}${ascii}`;
+            enc.begin(filler.length + text.length * 3 + 20 + ascii.length);
+            enc.bytes(Buffer.from(filler));
+            enc.utf8(text);
+            enc.int(n);
+            enc.ascii(ascii);
+            const h = enc.end(bodies, i);
+            expected = chainHash(expected, body);
+            assert.equal(h, expected);
+            assert.equal(bodies[i]!.toString('utf8'), body);
+          });
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
 });
 

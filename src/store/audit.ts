@@ -19,13 +19,14 @@ if (EVENT_COLUMNS.length !== COLUMN_COUNT) throw new Error('EVENT_COLUMNS and CO
 /**
  * A batch of events as the writer thread hands it to the store: `rows` holds, per event, the
  * COLUMN_COUNT column values followed by the body (so COLUMN_COUNT + 1 entries per event);
- * `hashes` the chain hash of each event.
+ * `hashes` the chain hash of each event. A text column's value may be a string or its UTF-8
+ * bytes (a Buffer), stored as the same text.
  */
 export interface EventBatch {
   readonly rows: readonly unknown[];
   readonly count: number;
   readonly hashes: readonly string[];
-  /** The bodies' UTF-8 bytes, when the writer has them (the same text as the rows' body column). */
+  /** The bodies' UTF-8 bytes, when the writer has them; they take the place of the rows' body slot. */
   readonly bodies?: readonly Buffer[];
 }
 

@@ -323,13 +323,19 @@ const APPEND_SQL = `WITH events AS (
 
 /** Parameters of APPEND_SQL: the flat batch turned into one array per column. */
 function appendParams(batch: EventBatch, checkpoints: readonly Checkpoint[]): unknown[][] {
-  const { rows, hashes, count } = batch;
+  const { rows, hashes, bodies, count } = batch;
   const cols: unknown[][] = [];
   for (let c = 0; c <= WIDTH; c++) cols.push(new Array<unknown>(count));
+  const bodyCol = cols[WIDTH - 1]!;
   const hashCol = cols[WIDTH]!;
   for (let i = 0; i < count; i++) {
     const base = i * WIDTH;
-    for (let c = 0; c < WIDTH; c++) cols[c]![i] = rows[base + c];
+    // Text columns may come as UTF-8 bytes from the writer thread (src/audit/compact.ts).
+    for (let c = 0; c < WIDTH; c++) {
+      const v = rows[base + c];
+      cols[c]![i] = Buffer.isBuffer(v) ? v.toString('utf8') : v;
+    }
+    if (bodies !== undefined) bodyCol[i] = bodies[i]!.toString('utf8');
     hashCol[i] = hashes[i];
   }
   const n = checkpoints.length;

@@ -14,8 +14,10 @@ const SELECT_EVENT = 'SELECT node, seq, ts, type, session, identity, on_behalf_o
 const ROWS_PER_INSERT = 64;
 
 function insertSql(rows: number): string {
-  // The body may come as UTF-8 bytes (EventBatch.bodies): CAST stores them as the same TEXT.
-  const one = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?)';
+  // Text columns may come as UTF-8 bytes (compact events' columns, EventBatch.bodies): CAST
+  // stores them as the same TEXT, and leaves strings and NULL as they are.
+  const text = 'CAST(? AS TEXT)';
+  const one = `(${text}, ?, ?, ${Array(COLUMN_COUNT - 3).fill(text).join(', ')}, ${text}, ?)`;
   return `INSERT OR ROLLBACK INTO audit_events (node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash) VALUES ${Array(rows).fill(one).join(', ')}`;
 }
 
@@ -53,7 +55,9 @@ export class SqliteAuditStore implements AuditStore {
           args[a++] = bodies !== undefined ? bodies[j] : rows[base + COLUMN_COUNT];
           args[a++] = hashes[j];
         }
-        stmt.run(args);
+        // Spread: better-sqlite3 binds arguments directly but reads an array's elements one by one
+        // through the V8 API (a fifth of the bind cost, measured with bench/audit.ts).
+        stmt.run(...args);
         i += k;
       }
       for (const c of checkpoints) insertCheckpoint.run(c.node, c.seq, c.hash, c.ts, c.key_id, c.signature);
