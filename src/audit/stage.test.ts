@@ -150,6 +150,9 @@ describe('audit stage', () => {
       const result = await verifyAudit(new SqliteAuditStore(db), new Map([[pub.keyId, pub.key]]), { requireSignedTail: true });
       assert.deepEqual(result.problems, []);
       assert.ok(result.writers[0]!.events > 200);
+      // The writer thread hands compact events' columns over as UTF-8 bytes: stored as text.
+      const kinds = db.prepare("SELECT DISTINCT typeof(node) || typeof(type) || typeof(session) || typeof(identity) || typeof(on_behalf_of) || typeof(connection) || typeof(environment) || typeof(kind) || typeof(tables) || typeof(decision) || typeof(body) || typeof(hash) AS t FROM audit_events WHERE type = 'statement'").all();
+      assert.deepEqual(kinds, [{ t: 'text'.repeat(12) }]);
     } finally {
       db.close();
     }
