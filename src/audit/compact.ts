@@ -81,6 +81,9 @@ export interface EncodedSession {
   readonly environment: Buffer;
   /** The session's last plain statement event, as pieces joined once (see writeCompact). */
   last: Template | undefined;
+  /** Column set ids (EventBatch.sets) of this session's statement and intent events, by decision. */
+  readonly sets: Map<EncodedFragment, number>;
+  readonly intentSets: Map<EncodedFragment, number>;
 }
 
 /**
@@ -104,7 +107,7 @@ interface Template {
 export function encodeFragment(f: Fragment): EncodedFragment {
   switch (f.t) {
     case 's':
-      return { t: 's', client: utf8(f.client), connection: utf8(f.connection), identity: utf8(f.identity), session: utf8(f.session), sessionId: utf8(f.sessionId), identityName: utf8(f.identityName), onBehalfOf: utf8OrNull(f.onBehalfOf), connectionName: utf8(f.connectionName), environment: utf8(f.environment), last: undefined };
+      return { t: 's', client: utf8(f.client), connection: utf8(f.connection), identity: utf8(f.identity), session: utf8(f.session), sessionId: utf8(f.sessionId), identityName: utf8(f.identityName), onBehalfOf: utf8OrNull(f.onBehalfOf), connectionName: utf8(f.connectionName), environment: utf8(f.environment), last: undefined, sets: new Map(), intentSets: new Map() };
     case 'd':
       return { t: 'd', decision: utf8(f.decision), kind: utf8(f.kind), tables: utf8OrNull(f.tables), action: utf8(f.action) };
     case 'x':
@@ -118,10 +121,12 @@ export interface CompactWriter {
   readonly node: Buffer;
   /** `,"node":"<writer>"` */
   readonly nodeFragment: Buffer;
+  /** Last column set id given out. */
+  lastSet: number;
 }
 
 export function compactWriter(node: string): CompactWriter {
-  return { node: utf8(node), nodeFragment: utf8(`,"node":${str(node)}`) };
+  return { node: utf8(node), nodeFragment: utf8(`,"node":${str(node)}`), lastSet: -1 };
 }
 
 const STATEMENT = utf8('statement');
@@ -141,9 +146,9 @@ function commandBytes(command: string | null): Buffer {
 /**
  * Write the canonical body of the compact event at `rows[base]` into `enc` (its keys in canonical
  * order) and replace the event's slots by the full row's columns, in place. Returns the event's
- * chain hash; `bodies[i]` receives the body's bytes.
+ * chain hash; `bodies[i]` receives the body's bytes and `sets[i]` its column set id.
  */
-export function writeCompact(enc: ChainEncoder, w: CompactWriter, rows: unknown[], base: number, fragments: ReadonlyMap<number, EncodedFragment>, bodies: Buffer[], i: number): string {
+export function writeCompact(enc: ChainEncoder, w: CompactWriter, rows: unknown[], base: number, fragments: ReadonlyMap<number, EncodedFragment>, bodies: Buffer[], sets: number[], i: number): string {
   const tag = rows[base] as number;
   const seq = rows[base + 1] as number;
   const ts = rows[base + 2] as number;
@@ -250,6 +255,11 @@ export function writeCompact(enc: ChainEncoder, w: CompactWriter, rows: unknown[
     }
     rows[base + 3] = STATEMENT;
   }
+  // Same session fragment, decision and type: same columns.
+  const byDecision = tag === COMPACT_INTENT ? f.intentSets : f.sets;
+  let set = byDecision.get(d);
+  if (set === undefined) byDecision.set(d, (set = ++w.lastSet));
+  sets[i] = set;
   rows[base] = w.node;
   rows[base + 4] = f.sessionId;
   rows[base + 5] = f.identityName;

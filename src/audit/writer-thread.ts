@@ -57,11 +57,17 @@ async function append(rows: unknown[], count: number, first: number, release: nu
   }
   const hashes: string[] = new Array(count);
   const bodies: Buffer[] = new Array(count);
+  const sets: number[] = new Array(count);
   const encoder = new ChainEncoder(headHash);
   try {
     for (let i = 0; i < count; i++) {
       const base = i * WIDTH;
-      hashes[i] = typeof rows[base] === 'number' ? writeCompact(encoder, compact, rows, base, fragments, bodies, i) : encoder.text(rows[base + BODY] as string, bodies, i);
+      if (typeof rows[base] === 'number') {
+        hashes[i] = writeCompact(encoder, compact, rows, base, fragments, bodies, sets, i);
+      } else {
+        hashes[i] = encoder.text(rows[base + BODY] as string, bodies, i);
+        sets[i] = -1;
+      }
     }
   } catch (err) {
     port.postMessage({ op: 'failed', first, message: (err as Error).message });
@@ -73,7 +79,7 @@ async function append(rows: unknown[], count: number, first: number, release: nu
   const now = Date.now();
   if (through - checkpointSeq >= data.checkpointEvery || now - checkpointAt >= data.checkpointIntervalMs) checkpoints.push(checkpointNow(through, prev));
   try {
-    await store!.append({ rows, count, hashes, bodies }, checkpoints);
+    await store!.append({ rows, count, hashes, bodies, sets }, checkpoints);
   } catch (err) {
     port.postMessage({ op: 'failed', first, message: (err as Error).message });
     return;

@@ -28,6 +28,12 @@ export interface EventBatch {
   readonly hashes: readonly string[];
   /** The bodies' UTF-8 bytes, when the writer has them; they take the place of the rows' body slot. */
   readonly bodies?: readonly Buffer[];
+  /**
+   * Per event, the id of its column set, or -1: events with the same id (in one writer's
+   * lifetime) have the same node and type..decision columns, so a store may write those values
+   * once and refer to them (SQLite does); the rows hold them all the same.
+   */
+  readonly sets?: ArrayLike<number>;
 }
 
 /** What `gatehouse audit search` and /api/audit filter on; all given fields must match. */

@@ -13,55 +13,112 @@ const SELECT_EVENT = 'SELECT node, seq, ts, type, session, identity, on_behalf_o
 /** Events per INSERT statement (14 parameters each; SQLite allows 32,766 per statement). */
 const ROWS_PER_INSERT = 64;
 
+const EVENT_COLUMNS = 'node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash';
+
+/** The shared columns of a column set (EventBatch.sets), in row order: node, then type..decision. */
+const SHARED = ['node', 'type', 'session', 'identity', 'on_behalf_of', 'connection', 'environment', 'kind', 'tables', 'decision'];
+
+/** Column sets kept in the connection's temp table before it is emptied (they are re-added on use). */
+const MAX_SETS = 10_000;
+
+// Text columns may come as UTF-8 bytes (compact events' columns, EventBatch.bodies): CAST stores
+// them as the same TEXT, and leaves strings and NULL as they are.
+const TEXT = 'CAST(? AS TEXT)';
+
 function insertSql(rows: number): string {
-  // Text columns may come as UTF-8 bytes (compact events' columns, EventBatch.bodies): CAST
-  // stores them as the same TEXT, and leaves strings and NULL as they are.
-  const text = 'CAST(? AS TEXT)';
-  const one = `(${text}, ?, ?, ${Array(COLUMN_COUNT - 3).fill(text).join(', ')}, ${text}, ?)`;
-  return `INSERT OR ROLLBACK INTO audit_events (node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash) VALUES ${Array(rows).fill(one).join(', ')}`;
+  const one = `(${TEXT}, ?, ?, ${Array(COLUMN_COUNT - 3).fill(TEXT).join(', ')}, ${TEXT}, ?)`;
+  return `INSERT OR ROLLBACK INTO audit_events (${EVENT_COLUMNS}) VALUES ${Array(rows).fill(one).join(', ')}`;
+}
+
+/** Rows that take their shared columns from the temp table: seq, ts, set id, body, hash each. */
+function insertFromSetsSql(rows: number): string {
+  return `INSERT OR ROLLBACK INTO audit_events (${EVENT_COLUMNS})
+    SELECT c.node, v.column1, v.column2, ${SHARED.slice(1).map((c) => `c.${c}`).join(', ')}, CAST(v.column4 AS TEXT), v.column5
+    FROM (VALUES ${Array(rows).fill('(?, ?, ?, ?, ?)').join(', ')}) AS v CROSS JOIN temp.gatehouse_audit_sets AS c ON c.id = v.column3`;
+}
+
+interface Insert {
+  readonly stmt: Database.Statement;
+  readonly args: unknown[];
 }
 
 export class SqliteAuditStore implements AuditStore {
   readonly #db: Database.Database;
-  readonly #insert: Database.Statement;
   readonly #insertCheckpoint: Database.Statement;
   readonly #appendTx: Database.Transaction<(batch: EventBatch, checkpoints: readonly Checkpoint[]) => void>;
+  /** Column set ids in the temp table (made on the first batch that has sets). */
+  readonly #sets = new Set<number>();
+  #insertSet: Database.Statement | undefined;
 
   constructor(db: Database.Database) {
     this.#db = db;
-    this.#insert = db.prepare(insertSql(1));
     this.#insertCheckpoint = db.prepare('INSERT INTO audit_checkpoints (node, seq, hash, ts, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)');
     const insertCheckpoint = this.#insertCheckpoint;
-    const width = COLUMN_COUNT + 2;
     // Several rows per INSERT: one statement step per ROWS_PER_INSERT events instead of one
     // each (bench/audit.ts). Statements for the sizes a batch ends with are made once, lazily.
-    const bySize = new Map<number, { stmt: Database.Statement; args: unknown[] }>([[1, { stmt: this.#insert, args: new Array(width) }]]);
-    const insertFor = (k: number): { stmt: Database.Statement; args: unknown[] } => {
-      let e = bySize.get(k);
-      if (e === undefined) bySize.set(k, (e = { stmt: db.prepare(insertSql(k)), args: new Array(width * k) }));
+    const plain = new Map<number, Insert>();
+    const fromSets = new Map<number, Insert>();
+    const insertFor = (k: number, withSets: boolean): Insert => {
+      const cache = withSets ? fromSets : plain;
+      let e = cache.get(k);
+      if (e === undefined) cache.set(k, (e = { stmt: db.prepare(withSets ? insertFromSetsSql(k) : insertSql(k)), args: new Array((withSets ? 5 : COLUMN_COUNT + 2) * k) }));
       return e;
     };
     this.#appendTx = db.transaction((batch: EventBatch, checkpoints: readonly Checkpoint[]) => {
-      const { rows, hashes, bodies } = batch;
+      const { rows, hashes, bodies, sets } = batch;
+      if (sets !== undefined) this.#prepareSets(batch);
       // A row's slots: COLUMN_COUNT columns, then the body (as text, or its bytes in `bodies`).
       const slots = COLUMN_COUNT + 1;
       for (let i = 0; i < batch.count; ) {
-        const k = Math.min(ROWS_PER_INSERT, batch.count - i);
-        const { stmt, args } = insertFor(k);
+        // A run of rows that all have a column set, or all have none.
+        const withSets = sets !== undefined && sets[i]! >= 0;
+        let k = 1;
+        while (k < ROWS_PER_INSERT && i + k < batch.count && (sets !== undefined && sets[i + k]! >= 0) === withSets) k++;
+        const { stmt, args } = insertFor(k, withSets);
         let a = 0;
         for (let j = i; j < i + k; j++) {
           const base = j * slots;
-          for (let c = 0; c < COLUMN_COUNT; c++) args[a++] = rows[base + c];
+          if (withSets) {
+            args[a++] = rows[base + 1];
+            args[a++] = rows[base + 2];
+            args[a++] = sets[j];
+          } else {
+            for (let c = 0; c < COLUMN_COUNT; c++) args[a++] = rows[base + c];
+          }
           args[a++] = bodies !== undefined ? bodies[j] : rows[base + COLUMN_COUNT];
           args[a++] = hashes[j];
         }
         // Spread: better-sqlite3 binds arguments directly but reads an array's elements one by one
         // through the V8 API (a fifth of the bind cost, measured with bench/audit.ts).
-        stmt.run(...args);
+        const { changes } = stmt.run(...args);
+        // A set missing from the temp table would drop its rows from the join: never silently.
+        if (changes !== k) throw new Error(`audit store: ${changes} of ${k} events inserted (a column set is missing)`);
         i += k;
       }
       for (const c of checkpoints) insertCheckpoint.run(c.node, c.seq, c.hash, c.ts, c.key_id, c.signature);
     });
+  }
+
+  /** Put the batch's column sets the temp table lacks into it (inside the append's transaction). */
+  #prepareSets(batch: EventBatch): void {
+    if (this.#insertSet === undefined) {
+      this.#db.exec(`CREATE TEMP TABLE IF NOT EXISTS gatehouse_audit_sets (id INTEGER PRIMARY KEY, ${SHARED.map((c) => `${c} TEXT`).join(', ')})`);
+      this.#insertSet = this.#db.prepare(`INSERT OR REPLACE INTO temp.gatehouse_audit_sets (id, ${SHARED.join(', ')}) VALUES (?, ${SHARED.map(() => TEXT).join(', ')})`);
+    }
+    const known = this.#sets;
+    if (known.size > MAX_SETS) {
+      this.#db.exec('DELETE FROM temp.gatehouse_audit_sets');
+      known.clear();
+    }
+    const { rows, sets } = batch;
+    const slots = COLUMN_COUNT + 1;
+    for (let i = 0; i < batch.count; i++) {
+      const id = sets![i]!;
+      if (id < 0 || known.has(id)) continue;
+      const base = i * slots;
+      this.#insertSet.run(id, rows[base], rows[base + 3], rows[base + 4], rows[base + 5], rows[base + 6], rows[base + 7], rows[base + 8], rows[base + 9], rows[base + 10], rows[base + 11]);
+      known.add(id);
+    }
   }
 
   async head(node: string): Promise<{ seq: number; hash: string } | null> {
@@ -71,7 +128,13 @@ export class SqliteAuditStore implements AuditStore {
 
   /** Synchronous append (the writer thread's path). */
   appendSync(batch: EventBatch, checkpoints: readonly Checkpoint[]): void {
-    this.#appendTx.immediate(batch, checkpoints);
+    try {
+      this.#appendTx.immediate(batch, checkpoints);
+    } catch (err) {
+      // Rolled back, the temp table's additions with it: add the sets again on the retry.
+      this.#sets.clear();
+      throw err;
+    }
   }
 
   async append(batch: EventBatch, checkpoints: readonly Checkpoint[]): Promise<void> {

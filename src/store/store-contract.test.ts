@@ -222,6 +222,53 @@ for (const impl of ['sqlite', 'postgres'] as const) {
         assert.deepEqual(await a.nodes(), ['alpha', 'beta', 'gamma']);
         assert.deepEqual(await a.checkpoints('gamma'), [cp]);
       });
+
+      it('takes text columns and bodies as UTF-8 bytes and shared columns by column set, across batches, a failed append and a full set table', async () => {
+        const a = store().audit;
+        const people = [alice, bob, { ...alice, name: 'zoë' }];
+        const draft = (n: number): Draft => ({ type: n % 7 === 0 ? 'statement.intent' : 'statement', ts: T0 + n, session: `s${n % 3}`, identity: people[n % 3], connection: n % 2 ? prod : dev, statement: stmt(n % 2 ? 'UPDATE' : 'SELECT', n % 5 ? ['t'] : []), decision: { action: 'allow', matches: [] } });
+        // As the writer thread hands them over: text columns and bodies as bytes, and a set id
+        // per distinct shared columns (or none).
+        const setKey = (r: readonly unknown[], base: number): string => JSON.stringify([r[base], ...r.slice(base + 3, base + 12)]);
+        const ids = new Map<string, number>();
+        const asWriter = (batch: EventBatch, offset = 0, setFor?: (key: string, i: number) => number): EventBatch => {
+          const width = EVENT_COLUMNS.length + 1;
+          const rows = batch.rows.map((v) => (typeof v === 'string' ? Buffer.from(v) : v));
+          const bodies = batch.rows.filter((_, i) => i % width === width - 1).map((b) => Buffer.from(b as string));
+          const sets = Array.from({ length: batch.count }, (_, i) => {
+            const key = setKey(batch.rows, i * width);
+            if (setFor !== undefined) return setFor(key, i);
+            if ((i + offset) % 11 === 5) return -1;
+            let id = ids.get(key);
+            if (id === undefined) ids.set(key, (id = ids.size));
+            return id;
+          });
+          for (let i = 0; i < batch.count; i++) rows[i * width + width - 1] = null;
+          return { ...batch, rows, bodies, sets };
+        };
+        const first = chain('sets', null, Array.from({ length: 150 }, (_, i) => draft(i)));
+        await a.append(asWriter(first.batch), []);
+        // New sets in a batch that fails (a repeated seq): retried, the sets are there.
+        const second = chain('sets', first.last, Array.from({ length: 30 }, (_, i) => draft(1000 + i)));
+        const failing = chain('sets', { seq: 1, hash: first.stored[0]!.hash }, [draft(0)]);
+        const mixed = asWriter({ rows: [...second.batch.rows, ...failing.batch.rows], count: 31, hashes: [...second.batch.hashes, ...failing.batch.hashes] }, 150, (key) => {
+          let id = ids.get(key);
+          if (id === undefined) ids.set(key, (id = 500 + ids.size));
+          return id;
+        });
+        await assert.rejects(a.append(mixed, []));
+        await a.append(asWriter(second.batch, 150), []);
+        // More distinct sets than the store keeps at once, then earlier ones again.
+        const many = chain('sets', second.last, Array.from({ length: 10_050 }, (_, i) => draft(2000 + i)));
+        await a.append(asWriter(many.batch, 0, (_, i) => 100_000 + i), []);
+        const again = chain('sets', many.last, Array.from({ length: 40 }, (_, i) => draft(2000 + i)));
+        await a.append(asWriter(again.batch, 0, (_, i) => 100_000 + i), []);
+        const stored = await a.range('sets', 0, 20_000);
+        assert.equal(stored.length, 150 + 30 + 10_050 + 40);
+        assert.deepEqual(stored.slice(0, 180), [...first.stored, ...second.stored]);
+        assert.deepEqual(stored.slice(-40), again.stored);
+        assert.deepEqual(stored[5000], many.stored[5000 - 180]);
+      });
     });
 
     describe('audit search', () => {
