@@ -32,6 +32,13 @@ export function chainHash(prev: string, body: string): string {
 const ENCODER_CHUNK = 1 << 20;
 const POW10 = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000];
 
+/** How many digits `n` < 10^8 has. */
+function width(n: number): number {
+  let count = 1;
+  while (count < 8 && n >= POW10[count]!) count++;
+  return count;
+}
+
 /**
  * The writer thread's chaining, in bytes. Bodies are written as UTF-8 into a chunk, each followed
  * by its hash in hex, so the bytes hashed for event n (hash(n-1) || body(n)) already lie side by
@@ -91,11 +98,11 @@ export class ChainEncoder {
     }
     // In two parts below 10^8, so the digits come from 32-bit integer arithmetic.
     if (n < 1e8) {
-      this.#digits(n, false);
+      this.#digits(n, width(n));
     } else {
       const high = Math.floor(n / 1e8);
-      this.#digits(high, false);
-      this.#digits(n - high * 1e8, true);
+      this.#digits(high, width(high));
+      this.#digits(n - high * 1e8, 8);
     }
   }
 
@@ -114,29 +121,20 @@ export class ChainEncoder {
     this.int(whole);
     let frac = k - whole * 1000;
     if (frac === 0) return;
-    const c = this.#chunk;
-    c[this.#pos++] = 46; // '.'
+    this.#chunk[this.#pos++] = 46; // '.'
     let digits = 3;
     while (frac % 10 === 0) {
       frac /= 10;
       digits--;
     }
-    let p = this.#pos + digits;
-    this.#pos = p;
     // Leading zeros of the fraction included (0.05 -> "05").
-    for (let d = 0; d < digits; d++) {
-      const q = (frac / 10) | 0;
-      c[--p] = 48 + frac - q * 10;
-      frac = q;
-    }
+    this.#digits(frac, digits);
   }
 
-  /** `v` < 10^8; `pad`: all 8 digits. */
-  #digits(v: number, pad: boolean): void {
+  /** `v` < 10^8 as `count` digits, zero-padded on the left. */
+  #digits(v: number, count: number): void {
     const c = this.#chunk;
     let n = v | 0;
-    let count = 8;
-    if (!pad) for (count = 1; count < 8 && n >= POW10[count]!; count++);
     let p = this.#pos + count;
     this.#pos = p;
     for (let k = 0; k < count; k++) {

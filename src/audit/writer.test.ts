@@ -35,23 +35,33 @@ describe('ChainEncoder', () => {
     assert.equal(bodies[1]!.toString('utf8'), texts[1]);
   });
 
-  it('a body built from pieces hashes as its text does, across chunks', () => {
+  it('a body built from pieces (numbers as JSON writes them) hashes as its text does, across chunks', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.oneof(fc.string(), fc.string({ unit: 'binary' })), fc.oneof(fc.nat(), fc.maxSafeNat(), fc.constant(0)), fc.string({ maxLength: 30 }).map((s) => s.replace(/[^ -~]/g, 'a'))), { minLength: 1, maxLength: 40 }),
+        fc.array(
+          fc.tuple(
+            fc.oneof(fc.string(), fc.string({ unit: 'binary' })),
+            fc.oneof(fc.nat(), fc.maxSafeNat(), fc.constant(0)),
+            fc.string({ maxLength: 30 }).map((s) => s.replace(/[^ -~]/g, 'a')),
+            // Durations as the audit stage rounds them, and any other number.
+            fc.oneof(fc.nat({ max: 10_000_000_000 }).map((k) => k / 1000), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constantFrom(0.001, 0.05, 1e-7, 123.4, -0)),
+          ),
+          { minLength: 1, maxLength: 40 },
+        ),
         fc.nat({ max: 300_000 }),
         (parts, pad) => {
           let expected = 'f'.repeat(64);
           const enc = new ChainEncoder(expected);
           const bodies: Buffer[] = [];
-          parts.forEach(([text, n, ascii], i) => {
+          parts.forEach(([text, n, ascii, x], i) => {
             const filler = i === 0 ? 'z'.repeat(pad) : '';
-            const body = `${filler}${text}${n}${ascii}`;
-            enc.begin(filler.length + text.length * 3 + 20 + ascii.length);
+            const body = `${filler}${text}${n}${ascii}${JSON.stringify(x)}`;
+            enc.begin(filler.length + text.length * 3 + 20 + ascii.length + 30);
             enc.bytes(Buffer.from(filler));
             enc.utf8(text);
             enc.int(n);
             enc.ascii(ascii);
+            enc.decimal(x);
             const h = enc.end(bodies, i);
             expected = chainHash(expected, body);
             assert.equal(h, expected);
