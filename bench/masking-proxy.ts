@@ -29,7 +29,7 @@ import { BENCH_DATABASE, directTarget, libpqEnv, withClient, type PgEndpoint } f
 
 const TABLE = 'gh_mask_people';
 const ROWS = 10_000;
-const ROUNDS = Number(process.env.BENCH_MASK_ROUNDS ?? 25);
+const ROUNDS = Number(process.env.BENCH_MASK_ROUNDS ?? 40);
 const WARMUP = 3;
 const RATIO_GOAL = 1.25;
 const RSS_GOAL_MB = 100;
