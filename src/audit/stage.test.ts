@@ -78,14 +78,15 @@ describe('audit stage', () => {
 
   it('hand-built statement events are the canonical JSON of their fields', async () => {
     const stage = new AuditStage(w, { durableEnvironments: ['production'], statementText: 'normalized', refuseReadsOnFailure: false });
-    const seen: Array<{ name: string; app: string; text: string; command: string }> = [];
+    const seen: Array<{ name: string; app: string; text: string; command: string; refusedBy: string | undefined }> = [];
     fc.assert(
-      fc.property(fc.string({ minLength: 1 }), fc.string(), fc.string(), fc.constantFrom('SELECT 1', 'UPDATE 3', 'INSERT 0 2', 'DELETE 1', '', 'ODD"TAG\\'), (name, app, text, command) => {
+      fc.property(fc.string({ minLength: 1 }), fc.string(), fc.string(), fc.constantFrom('SELECT 1', 'UPDATE 3', 'INSERT 0 2', 'DELETE 1', '', 'ODD"TAG\\'), fc.option(fc.string({ unit: 'binary' }), { nil: undefined }), (name, app, text, command, refusedBy) => {
         const s = session(name, app);
         const st: Statement = { text, protocol: 'simple', name: '', decision: decision(text, command.startsWith('UPDATE')) };
-        const e: Execution = { statement: st, startedAt: 0, rows: 3, command, sqlstate: command === '' ? '42P01' : undefined, refusedBy: undefined, durationMs: 1.23456, masked: ['t.email'] };
+        // A refusal also records a breaker.trip event (a full one) right after the statement's.
+        const e: Execution = { statement: st, startedAt: 0, rows: 3, command, sqlstate: command === '' ? '42P01' : undefined, refusedBy, durationMs: 1.23456, masked: ['t.email'] };
         stage.complete(s, e);
-        seen.push({ name, app, text, command });
+        seen.push({ name, app, text, command, refusedBy });
       }),
       { numRuns: 200 },
     );
@@ -104,6 +105,7 @@ describe('audit stage', () => {
       assert.deepEqual(parsed.statement?.tables, ['t', 'public.u']);
       assert.deepEqual(parsed.masked_columns, ['t.email']);
       assert.equal(parsed.duration_ms, 1.235);
+      assert.equal(parsed.refused_by, x.refusedBy);
       if (/^(UPDATE|INSERT|DELETE)/.test(x.command)) assert.equal(parsed.rows_affected, 3);
       else assert.equal(parsed.rows, 3);
       assert.equal(r.identity, x.name);

@@ -230,7 +230,7 @@ export class AuditStage implements PipelinePlugin {
     const state = this.#state(s);
     const refs = this.#decisionRefs(state, st, st.decision);
     const seq = w.next();
-    w.pushCompact(COMPACT_INTENT, seq, Date.now(), state.id, refs.decision, refs.statement, 0, 0, 0, null, null, null, null);
+    w.pushCompact(COMPACT_INTENT, seq, Date.now(), state.id, refs.decision, refs.statement, 0, 0, false, null, null, null, null);
     return seq;
   }
 
@@ -250,7 +250,7 @@ export class AuditStage implements PipelinePlugin {
       refs.statement,
       Math.round(e.durationMs * 1000) / 1000,
       e.rows,
-      affectsRows(e.command) ? 1 : 0,
+      affectsRows(e.command),
       e.command === '' ? null : e.command,
       e.sqlstate ?? null,
       e.refusedBy ?? null,

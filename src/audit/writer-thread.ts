@@ -4,7 +4,7 @@
  * signs checkpoints and commits each batch in one transaction, so the store's fsync never stalls
  * statement relaying. Messages (all plain data):
  *
- *   main -> thread  {op:'append', rows, count, first}   rows: COLUMN_COUNT + 1 values per event
+ *   main -> thread  {op:'append', nums, strs, count, first, release}   a Batch (src/audit/compact.ts)
  *                   {op:'checkpoint'}                    sign the head now (shutdown)
  *                   {op:'close'}
  *   thread -> main  {op:'ready', seq} | {op:'init_failed', message}
@@ -14,7 +14,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChainEncoder, GENESIS, loadSigningKey, signCheckpoint, type Checkpoint, type SigningKey } from './chain.js';
 import { COLUMN_COUNT } from './event.js';
-import { compactWriter, encodeFragment, writeCompact, type EncodedFragment, type Fragment } from './compact.js';
+import { compactWriter, encodeFragment, FULL_EVENT, NUMS, writeCompact, type EncodedFragment, type Expanded, type Fragment } from './compact.js';
 import { openAuditStore, type StoreSpec } from '../store/open.js';
 import type { AuditStore } from '../store/audit.js';
 
@@ -27,7 +27,7 @@ export interface WriterThreadData {
   readonly busyTimeoutMs: number;
 }
 
-type Incoming = { op: 'append'; rows: unknown[]; count: number; first: number; release?: number[] } | { op: 'frag'; id: number; f: Fragment } | { op: 'checkpoint' } | { op: 'close' };
+type Incoming = { op: 'append'; nums: Float64Array; strs: unknown[]; count: number; first: number; release?: number[] } | { op: 'frag'; id: number; f: Fragment } | { op: 'checkpoint' } | { op: 'close' };
 
 const data = workerData as WriterThreadData;
 const port = parentPort!;
@@ -50,21 +50,23 @@ function checkpointNow(seq: number, hash: string): Checkpoint {
   return signCheckpoint(key, data.node, seq, hash, Date.now());
 }
 
-async function append(rows: unknown[], count: number, first: number, release: number[] | undefined): Promise<void> {
+async function append(nums: Float64Array, strs: unknown[], count: number, first: number, release: number[] | undefined): Promise<void> {
   if (first !== headSeq + 1) {
     port.postMessage({ op: 'failed', first, message: `batch starts at seq ${first}, expected ${headSeq + 1}` });
     return;
   }
-  const hashes: string[] = new Array(count);
-  const bodies: Buffer[] = new Array(count);
-  const sets: number[] = new Array(count);
+  const out: Expanded = { rows: new Array(count * WIDTH), bodies: new Array(count), hashes: new Array(count), sets: new Array(count) };
+  const { rows, hashes, bodies, sets } = out;
   const encoder = new ChainEncoder(headHash);
   try {
+    let s = 0;
     for (let i = 0; i < count; i++) {
-      const base = i * WIDTH;
-      if (typeof rows[base] === 'number') {
-        hashes[i] = writeCompact(encoder, compact, rows, base, fragments, bodies, sets, i);
+      const o = i * NUMS;
+      if (nums[o] !== FULL_EVENT) {
+        s = writeCompact(encoder, compact, fragments, nums, o, strs, s, out, i);
       } else {
+        const base = i * WIDTH;
+        for (let c = 0; c < WIDTH; c++) rows[base + c] = strs[s++];
         hashes[i] = encoder.text(rows[base + BODY] as string, bodies, i);
         sets[i] = -1;
       }
@@ -132,7 +134,7 @@ async function init(): Promise<void> {
   port.on('message', (m: Incoming) => {
     switch (m.op) {
       case 'append':
-        queue = queue.then(() => append(m.rows, m.count, m.first, m.release));
+        queue = queue.then(() => append(m.nums, m.strs, m.count, m.first, m.release));
         break;
       case 'frag':
         fragments.set(m.id, encodeFragment(m.f));

@@ -16,8 +16,8 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { AuditUnavailable, ConfigError } from '../errors.js';
 import type { StoreSpec } from '../store/open.js';
-import { canonicalJson, COLUMN_COUNT, eventColumns, type AuditEvent, type EventInput } from './event.js';
-import type { Fragment } from './compact.js';
+import { canonicalJson, eventColumns, type AuditEvent, type EventInput } from './event.js';
+import { Batch, type Fragment } from './compact.js';
 import type { WriterThreadData } from './writer-thread.js';
 
 export interface AuditWriterOptions {
@@ -45,8 +45,6 @@ interface Waiter {
   readonly reject: (err: Error) => void;
 }
 
-const WIDTH = COLUMN_COUNT + 1;
-
 export class AuditWriter {
   readonly node: string;
   readonly #opts: AuditWriterOptions;
@@ -57,16 +55,16 @@ export class AuditWriter {
   /** Highest committed sequence number. */
   #committed = 0;
   /**
-   * Encoded events not yet sent, WIDTH values each, in chunks of at most one batch: the last
-   * chunk is being filled, the first is sent next (no copying of a growing queue).
+   * Events not yet sent, in batches of at most maxBatch events: the last one is being filled,
+   * the first is sent next (no copying of a growing queue).
    */
-  #chunks: unknown[][] = [[]];
-  #tail: unknown[] = this.#chunks[0]!;
+  #chunks: Batch[] = [new Batch()];
+  #tail: Batch = this.#chunks[0]!;
   /** Events in #chunks. */
   #queued = 0;
   #pendingFirst = 1;
   /** The batch being committed, kept until the thread confirms it. */
-  #inflight: Array<{ rows: unknown[]; first: number; count: number }> = [];
+  #inflight: Array<{ batch: Batch; first: number; count: number }> = [];
   #inflightCount = 0;
   #waiters: Waiter[] = [];
   #timer: NodeJS.Timeout | undefined;
@@ -81,7 +79,7 @@ export class AuditWriter {
   #onCheckpoint: ((seq: number) => void) | undefined;
   #fragmentId = 0;
   /** Fragment ids to forget once a chunk is written, by chunk. */
-  readonly #releases = new WeakMap<unknown[], number[]>();
+  readonly #releases = new WeakMap<Batch, number[]>();
 
   constructor(opts: AuditWriterOptions) {
     this.node = opts.node;
@@ -160,7 +158,7 @@ export class AuditWriter {
     const seq = ++this.#seq;
     const event = { ...input, seq, ts: input.ts ?? Date.now(), node: this.node } as AuditEvent;
     const c = eventColumns(event);
-    this.#chunk().push(c.node, c.seq, c.ts, c.type, c.session, c.identity, c.on_behalf_of, c.connection, c.environment, c.kind, c.tables, c.decision, canonicalJson(event));
+    this.#chunk().full([c.node, c.seq, c.ts, c.type, c.session, c.identity, c.on_behalf_of, c.connection, c.environment, c.kind, c.tables, c.decision, canonicalJson(event)]);
     this.#schedule();
     return seq;
   }
@@ -171,10 +169,10 @@ export class AuditWriter {
   }
 
   /** The chunk to append one event to. */
-  #chunk(): unknown[] {
+  #chunk(): Batch {
     this.#queued++;
-    if (this.#tail.length >= this.#opts.maxBatch * WIDTH) {
-      this.#tail = [];
+    if (this.#tail.count >= this.#opts.maxBatch) {
+      this.#tail = new Batch();
       this.#chunks.push(this.#tail);
     }
     return this.#tail;
@@ -198,9 +196,9 @@ export class AuditWriter {
     list.push(...ids);
   }
 
-  /** Queue a compact statement event (see src/audit/compact.ts for the slots). */
-  pushCompact(tag: number, seq: number, ts: number, session: number, decision: number, statement: number | string, durationMs: number, rows: number, affects: number, command: string | null, sqlstate: string | null, refusedBy: string | null, masked: string | null): void {
-    this.#chunk().push(tag, seq, ts, session, decision, statement, durationMs, rows, affects, command, sqlstate, refusedBy, masked);
+  /** Queue a compact statement event (src/audit/compact.ts). */
+  pushCompact(tag: number, seq: number, ts: number, session: number, decision: number, statement: number | string, durationMs: number, rows: number, affects: boolean, command: string | null, sqlstate: string | null, refusedBy: string | null, masked: string | null): void {
+    this.#chunk().compact(tag, seq, ts, session, decision, statement, durationMs, rows, affects, command, sqlstate, refusedBy, masked);
     this.#schedule();
   }
 
@@ -243,18 +241,18 @@ export class AuditWriter {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    const rows = this.#chunks.shift()!;
+    const batch = this.#chunks.shift()!;
     if (this.#chunks.length === 0) {
-      this.#tail = [];
+      this.#tail = new Batch();
       this.#chunks.push(this.#tail);
     }
-    const count = rows.length / WIDTH;
+    const count = batch.count;
     this.#queued -= count;
     const first = this.#pendingFirst;
     this.#pendingFirst += count;
-    this.#inflight.push({ rows, first, count });
+    this.#inflight.push({ batch, first, count });
     this.#inflightCount += count;
-    this.#worker.postMessage({ op: 'append', rows, count, first, release: this.#releases.get(rows) });
+    this.#worker.postMessage({ op: 'append', nums: batch.nums, strs: batch.strs, count, first, release: this.#releases.get(batch) });
   }
 
   #onMessage(m: { op: string; through?: number; message?: string; seq?: number; first?: number }): void {
@@ -281,7 +279,7 @@ export class AuditWriter {
         // Put the batches back in front: same events, same numbers, retried in order.
         this.#pendingFirst = this.#inflight[0]!.first;
         for (let i = this.#inflight.length - 1; i >= 0; i--) {
-          this.#chunks.unshift(this.#inflight[i]!.rows);
+          this.#chunks.unshift(this.#inflight[i]!.batch);
           this.#queued += this.#inflight[i]!.count;
         }
         this.#inflight = [];
