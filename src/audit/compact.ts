@@ -75,23 +75,14 @@ export class Batch {
       flags |= TEXT;
       strs.push(statement);
     }
-    if (command !== null) {
-      flags |= COMMAND;
-      strs.push(command);
-    }
-    if (sqlstate !== null) {
-      flags |= SQLSTATE;
-      strs.push(sqlstate);
-    }
-    if (refusedBy !== null) {
-      flags |= REFUSED;
-      strs.push(refusedBy);
-    }
-    if (masked !== null) {
-      flags |= MASKED;
-      strs.push(masked);
-    }
-    n[o + 8] = flags;
+    n[o + 8] = flags | this.#string(command, COMMAND) | this.#string(sqlstate, SQLSTATE) | this.#string(refusedBy, REFUSED) | this.#string(masked, MASKED);
+  }
+
+  /** Queue an optional string; its flag when present. */
+  #string(v: string | null, flag: number): number {
+    if (v === null) return 0;
+    this.strs.push(v);
+    return flag;
   }
 }
 
