@@ -79,8 +79,9 @@ describe('issued tokens', () => {
     // proxy's SQLite connection) would drop SQLite's POSIX locks.
     assert.ok(readdirSync(stateDir).some((f) => f.startsWith('gatehouse.db')));
     // grep exits 2 when a file it listed vanished meanwhile (SQLite's transient files): look again.
-    let grep = await run('grep', ['-rqF', secret, stateDir]);
-    for (let i = 0; i < 5 && grep.code === 2; i++) grep = await run('grep', ['-rqF', secret, stateDir]);
+    // -e: a secret may begin with '-' (base64url), which grep would take for an option.
+    let grep = await run('grep', ['-rqF', '-e', secret, stateDir]);
+    for (let i = 0; i < 5 && grep.code === 2; i++) grep = await run('grep', ['-rqF', '-e', secret, stateDir]);
     assert.equal(grep.code, 1, `no file of the store holds the secret ${grep.stderr}`);
     const r = await cli('token', 'list');
     const line = r.stdout.split('\n').find((l) => l.startsWith(id))!;
