@@ -37,6 +37,10 @@ export async function openAuditStore(
   if (spec.kind === 'sqlite') {
     const db = openSqlite(spec.file, busyTimeoutMs);
     db.pragma(`wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
+    // The writer's temp table of column sets (SqliteAuditStore) in memory: appends never depend
+    // on a writable directory for SQLite's temp files. Set on the fresh connection, before any
+    // transaction (SQLite refuses the change inside one once temp storage is open).
+    db.pragma('temp_store = MEMORY');
     const checkpointer = new WalCheckpointer(spec.file, busyTimeoutMs, (m) => onWarning(`WAL checkpoint failed: ${m}`));
     const audit = new SqliteAuditStore(db) as SqliteAuditStore & { closeAll(): Promise<void> };
     audit.closeAll = async () => {

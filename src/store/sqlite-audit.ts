@@ -102,8 +102,6 @@ export class SqliteAuditStore implements AuditStore {
   /** Put the batch's column sets the temp table lacks into it (inside the append's transaction). */
   #prepareSets(batch: EventBatch): void {
     if (this.#insertSet === undefined) {
-      // In memory: the append never depends on a writable directory for SQLite's temp files.
-      this.#db.pragma('temp_store = MEMORY');
       this.#db.exec(`CREATE TEMP TABLE IF NOT EXISTS gatehouse_audit_sets (id INTEGER PRIMARY KEY, ${SHARED.map((c) => `${c} TEXT`).join(', ')})`);
       this.#insertSet = this.#db.prepare(`INSERT OR REPLACE INTO temp.gatehouse_audit_sets (id, ${SHARED.join(', ')}) VALUES (?, ${SHARED.map(() => TEXT).join(', ')})`);
     }
