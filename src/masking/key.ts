@@ -4,7 +4,7 @@
  * `masking.hash_key_file`; otherwise `<state.dir>/masking.key` is created on first use.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError } from '../errors.js';
@@ -27,11 +27,17 @@ export function loadMaskingKey(loaded: LoadedConfig, env: NodeJS.ProcessEnv = pr
     where = m.hash_key_file !== undefined ? `masking.hash_key_file (${file})` : file;
     if (m.hash_key_file === undefined && !existsSync(file)) {
       mkdirSync(dirname(file), { recursive: true });
+      // Written whole under a private name, then linked into place: the key appears complete or
+      // not at all, so a process that starts alongside (a cluster worker) never reads it half written.
+      const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
       try {
-        writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+        writeFileSync(draft, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+        linkSync(draft, file);
       } catch (err) {
-        // Another process (a cluster worker) created it first: use that one.
+        // Another process created it first: use that one.
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigError(`${loaded.file}: ${where}: cannot create the masking key: ${(err as NodeJS.ErrnoException).code}`);
+      } finally {
+        rmSync(draft, { force: true });
       }
     }
     try {
