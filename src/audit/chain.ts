@@ -11,9 +11,9 @@
  * up to a checkpoint, or cutting events a checkpoint covers, is detected.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, hash, sign, verify, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
+import { placeFile } from '../files.js';
 import { canonicalJson } from './event.js';
 
 /** The `prev` of a writer's first event. */
@@ -214,14 +214,28 @@ export function publicKeyPath(privatePath: string): string {
   return privatePath.endsWith('.key') ? `${privatePath.slice(0, -4)}.pub` : `${privatePath}.pub`;
 }
 
-/** Create an Ed25519 key pair: the private key (mode 0600) and its public key beside it. */
+/** Thrown by `generateSigningKey` when the private key file exists and `force` is not set. */
+export class SigningKeyExists extends ConfigError {}
+
+/**
+ * Create an Ed25519 key pair: the private key (mode 0600) and its public key beside it, each
+ * appearing whole (placeFile). Without `force` the private key is created only if there is none:
+ * of two processes that start together on a fresh state directory one creates it and the other
+ * gets `SigningKeyExists` (and loads the winner's key) instead of both signing with their own.
+ */
 export function generateSigningKey(privatePath: string, opts: { force?: boolean } = {}): SigningKey {
-  if (existsSync(privatePath) && !opts.force) throw new ConfigError(`${privatePath}: a signing key already exists (remove it first, or pass --force to replace it; events signed with the old key then need its public key to verify)`);
+  const exists = (): SigningKeyExists =>
+    new SigningKeyExists(`${privatePath}: a signing key already exists (remove it first, or pass --force to replace it; events signed with the old key then need its public key to verify)`);
+  if (existsSync(privatePath) && !opts.force) throw exists();
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  mkdirSync(dirname(privatePath), { recursive: true });
-  writeFileSync(privatePath, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-  chmodSync(privatePath, 0o600);
-  writeFileSync(publicKeyPath(privatePath), publicKey.export({ type: 'spki', format: 'pem' }));
+  let placed: boolean;
+  try {
+    placed = placeFile(privatePath, privateKey.export({ type: 'pkcs8', format: 'pem' }), { replace: opts.force === true, mode: 0o600 });
+    if (placed) placeFile(publicKeyPath(privatePath), publicKey.export({ type: 'spki', format: 'pem' }), { replace: true });
+  } catch (err) {
+    throw new ConfigError(`${privatePath}: cannot create the audit signing key: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (check state.dir, or audit.signing_key)`);
+  }
+  if (!placed) throw exists();
   return { privateKey, publicKey, keyId: keyId(publicKey) };
 }
 

@@ -4,10 +4,11 @@
  * `masking.hash_key_file`; otherwise `<state.dir>/masking.key` is created on first use.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError } from '../errors.js';
+import { placeFile } from '../files.js';
 
 /** Shortest key accepted, in bytes. */
 const MIN_KEY = 16;
@@ -26,18 +27,12 @@ export function loadMaskingKey(loaded: LoadedConfig, env: NodeJS.ProcessEnv = pr
     const file = m.hash_key_file !== undefined ? resolve(dirname(loaded.file), m.hash_key_file) : join(loaded.stateDir, 'masking.key');
     where = m.hash_key_file !== undefined ? `masking.hash_key_file (${file})` : file;
     if (m.hash_key_file === undefined && !existsSync(file)) {
-      mkdirSync(dirname(file), { recursive: true });
-      // Written whole under a private name, then linked into place: the key appears complete or
-      // not at all, so a process that starts alongside (a cluster worker) never reads it half written.
-      const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+      // Appears whole or not at all (placeFile), so a process that starts alongside (a cluster
+      // worker) never reads it half written; if another process created it first, that one is used.
       try {
-        writeFileSync(draft, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
-        linkSync(draft, file);
+        placeFile(file, `${randomBytes(32).toString('hex')}\n`, { replace: false, mode: 0o600 });
       } catch (err) {
-        // Another process created it first: use that one.
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigError(`${loaded.file}: ${where}: cannot create the masking key: ${(err as NodeJS.ErrnoException).code}`);
-      } finally {
-        rmSync(draft, { force: true });
+        throw new ConfigError(`${loaded.file}: ${where}: cannot create the masking key: ${(err as NodeJS.ErrnoException).code}`);
       }
     }
     try {
