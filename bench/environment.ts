@@ -1,5 +1,6 @@
 /**
- * The live targets of a run: the benchmark database, PostgreSQL direct, pgbouncer, Gatehouse
+ * The live targets of a run: the benchmark database, PostgreSQL direct, pgbouncer, node-relay (a
+ * byte relay with Gatehouse's socket I/O: the floor of a Node.js proxy), Gatehouse
  * (pass-through: no guardrails, no policy files, no audit), the same with the audit trail on, and
  * Gatehouse with guardrails and a 20-rule policy (audit off, to isolate the policy's cost), started once on first use and stopped with the process registry. All four reach
  * PostgreSQL the same way (BENCH_UPSTREAM).
@@ -7,6 +8,7 @@
 import { join } from 'node:path';
 import { ensureBenchDatabase } from './database.js';
 import { startGatehouse } from './gatehouse.js';
+import { startNodeRelay } from './node-relay.js';
 import { ensurePgbouncer, startPgbouncer } from './pgbouncer.js';
 import { BENCH_RULES, writeBenchPolicy } from './policy-fixture.js';
 import type { ProcessRegistry } from './processes.js';
@@ -30,6 +32,8 @@ export function createTargets(registry: ProcessRegistry, dir: string, settings: 
     const bin = await ensurePgbouncer(registry, progress);
     const pgbouncer = await startPgbouncer(registry, bin, join(dir, 'pgbouncer'), settings.upstream);
     progress(`pgbouncer: ${pgbouncer.target.description}`);
+    const relay = await startNodeRelay(registry, join(dir, 'node-relay'), settings.upstream);
+    progress(`node-relay: ${relay.description}`);
     const common = { workers: settings.workers, logStatements: settings.logStatements, upstream: settings.upstream };
     const gatehouse = await startGatehouse(registry, join(dir, 'gatehouse'), { ...common, id: 'gatehouse', guardrails: false, audit: false });
     progress(`gatehouse: ${gatehouse.target.description}`);
@@ -40,8 +44,8 @@ export function createTargets(registry: ProcessRegistry, dir: string, settings: 
     const withPolicy = await startGatehouse(registry, join(dir, 'gatehouse-policy'), { ...common, id: 'gatehouse+policy', guardrails: true, audit: false, policyFiles: [policyFile] });
     const policyTarget = { ...withPolicy.target, description: `${withPolicy.target.description}; ${BENCH_RULES.length} policy rules + built-in guardrails, none matching pgbench -S` };
     progress(`gatehouse+policy: ${policyTarget.description}`);
-    // Run order within each (mode, clients): direct, pgbouncer, gatehouse, gatehouse+audit, gatehouse+policy.
-    started = [direct, pgbouncer.target, gatehouse.target, audited.target, policyTarget];
+    // Run order within each (mode, clients): direct, pgbouncer, node-relay, gatehouse, gatehouse+audit, gatehouse+policy.
+    started = [direct, pgbouncer.target, relay, gatehouse.target, audited.target, policyTarget];
     return started;
   };
   return {

@@ -3,11 +3,11 @@
  * numbers include everything production pays for: the CLI, the cluster primary when
  * --workers > 1, and the JSON logs written to a real file.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createVerifier } from '../src/identity/scram.js';
-import type { ProcessRegistry } from './processes.js';
+import { spawnLogged, type ProcessRegistry } from './processes.js';
 import type { UpstreamTransport } from './settings.js';
 import { BENCH_DATABASE, PG_HOST, PG_PORT, describeUpstream, freePort, upstreamHost, waitUntilQueryable, type Target } from './targets.js';
 
@@ -90,17 +90,14 @@ audit: { enabled: ${o.audit} }
 server: { shutdown_timeout: 2s }
 ${policyFiles.length > 0 ? `policy: { files: ${JSON.stringify(policyFiles)} }\n` : ''}${o.extraYaml ?? ''}`,
   );
-  const out = openSync(logFile, 'a');
-  const proc = registry.spawn('gatehouse', process.execPath, [BIN, 'serve', '--config', configFile, '--workers', String(o.workers)], { stdio: ['ignore', out, out] });
-  closeSync(out); // the child has its own copy
-  const lastLines = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').slice(-10).join('\n') : '');
-  const failed = (): string | undefined => (proc.done ? `it exited; last output:\n${lastLines()}` : undefined);
+  const { proc, failed } = spawnLogged(registry, 'gatehouse', process.execPath, [BIN, 'serve', '--config', configFile, '--workers', String(o.workers)], logFile);
   await waitForReadyz(httpPort, failed);
   const id = o.id ?? 'gatehouse';
   const target: Target = {
     id,
     label: id,
     role: 'subject',
+    pid: proc.child.pid,
     endpoint: { host: PG_HOST, port: pgPort, user: USER, password: PASSWORD, database: CONNECTION },
     description:
       `${PG_HOST}:${pgPort}, --workers ${o.workers}, log.level=${level}, log.statements=${o.logStatements}, ` +

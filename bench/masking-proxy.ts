@@ -7,10 +7,13 @@
  * rows) in the other, so both pay the same policy evaluation and only the row rewriting differs.
  *
  * 1. Latency: SELECT of all 10,000 rows x 4 columns (3 masked), simple protocol, text format, one
- *    pg client per target kept open, ROUNDS rounds alternating which target goes first; the
- *    median ms per target, and the ratio masked/unmasked taken within each round (queries
- *    milliseconds apart) with its median over the rounds and range (goal <= 1.25), as the
- *    throughput section does (bench/rounds.ts). PostgreSQL direct is timed alongside for reference.
+ *    pg client per target kept open, ROUNDS rounds whose order is rotated (each target takes each
+ *    place in a round equally often); the median ms per target, and the ratio masked/unmasked
+ *    taken within each round (queries milliseconds apart) with its median over the rounds and
+ *    range (goal <= 1.25), as the throughput section does (bench/rounds.ts). Before each timed
+ *    query this process collects its own garbage (npm run bench runs it with --expose-gc), so no
+ *    query pays for the rows the previous ones left behind. PostgreSQL direct is timed alongside
+ *    for reference.
  * 2. Streaming: psql through the masking proxy, output to /dev/null, 100,000 and 1,000,000 rows
  *    (the table cross-joined with generate_series: every column keeps its table origin, so every
  *    row is masked), once with FETCH_COUNT=1000 (psql's cursor loop) and once as one query. The
@@ -22,12 +25,18 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { startGatehouse, type StartedGatehouse } from './gatehouse.js';
 import { runCommand } from './processes.js';
-import { median, roundRatios, spread, type Spread } from './rounds.js';
+import { median, rotated, roundRatios, spread, type Spread } from './rounds.js';
 import type { BenchContext, Section, SectionResult } from './section.js';
 import type { Column } from './table.js';
 import { BENCH_DATABASE, directTarget, libpqEnv, withClient, type PgEndpoint } from './targets.js';
 
 const TABLE = 'gh_mask_people';
+/**
+ * V8's collector when this process runs with --expose-gc (npm run bench does). Parsing 10,000
+ * rows leaves megabytes of garbage; collected inside whichever query came next, it moved one
+ * query's time by up to 3x and, with fixed places in a round, one side's more than the other's.
+ */
+const collectGarbage = (globalThis as { gc?: () => void }).gc;
 const ROWS = 10_000;
 const ROUNDS = Number(process.env.BENCH_MASK_ROUNDS ?? 40);
 const WARMUP = 3;
@@ -170,7 +179,7 @@ export const maskingSection: Section = {
     writeFileSync(policyInPlace, POLICY('mask', 'inPlace'));
     writeFileSync(policyAudit, POLICY('audit'));
     const common = { workers: 1, logStatements: false, logLevel: 'warn', upstream: ctx.settings.upstream, guardrails: true, audit: false } as const;
-    ctx.progress('masking: starting two Gatehouse processes (mask rule / audit rule)');
+    ctx.progress('masking: starting three Gatehouse processes (mask rule with the redact plan, with the partial plan; audit rule)');
     const masked = await startGatehouse(ctx.registry, join(ctx.dir, 'gatehouse-masked'), { ...common, id: 'gatehouse+mask', policyFiles: [policyMask] });
     const inPlace = await startGatehouse(ctx.registry, join(ctx.dir, 'gatehouse-masked-in-place'), { ...common, id: 'gatehouse+mask-in-place', policyFiles: [policyInPlace] });
     const plain = await startGatehouse(ctx.registry, join(ctx.dir, 'gatehouse-unmasked'), { ...common, id: 'gatehouse', policyFiles: [policyAudit] });
@@ -194,13 +203,13 @@ export const maskingSection: Section = {
       if (m.rows[0]?.email !== 'u****@example.com' || m.rows[0]?.ssn !== '********') errors.push(`masking: the masked target returned ${JSON.stringify(m.rows[0])}`);
       if (u.rows[0]?.email !== 'user1@example.com') errors.push(`masking: the unmasked target returned ${JSON.stringify(u.rows[0])}`);
       for (let i = 0; i < WARMUP; i++) for (const t of targets) await timeSelect(t.client);
-      ctx.progress(`masking: ${ROUNDS} rounds of SELECT ${ROWS.toLocaleString('en-US')} rows, alternating order`);
+      ctx.progress(`masking: ${ROUNDS} rounds of SELECT ${ROWS.toLocaleString('en-US')} rows, rotated order`);
       const cpu0 = cpuPids.map(mainThreadCpuMs);
       for (let r = 0; r < ROUNDS; r++) {
-        // Alternate A/B (and direct) so drift on the machine hits both sides alike.
-        const order = r % 2 === 0 ? [0, 1, 3, 2] : [3, 1, 0, 2];
-        for (const i of order) {
+        // Rotated so drift on the machine, and whatever a place in the round brings, hits every target alike.
+        for (const i of rotated([0, 1, 3, 2], r)) {
           const t = targets[i]!;
+          collectGarbage?.();
           const { ms, rows: res } = await timeSelect(t.client);
           if (res.rowCount !== ROWS) errors.push(`masking: ${t.id} returned ${res.rowCount} rows`);
           t.ms.push(ms);
@@ -265,7 +274,7 @@ export const maskingSection: Section = {
       );
     }
     notes.push(
-      `targets: two gatehouse serve processes, --workers 1, audit off, log.statements off, guardrails on, upstream ${ctx.settings.upstream}; the same rule "identity.name == bench" is action mask (email: email, phone: partial, national_id: redact) in one and action audit in the other. Client: node-postgres, simple protocol, text format, in this process (its parse time is in every figure). Direct: PostgreSQL over tcp, for reference.`,
+      `targets: three gatehouse serve processes, --workers 1, audit off, log.statements off, guardrails on, upstream ${ctx.settings.upstream}; the same rule "identity.name == bench" is action mask in two (the redact and partial plans) and action audit in the third. Client: node-postgres, simple protocol, text format, in this process (its parse time is in every figure); ${collectGarbage !== undefined ? 'its garbage collected before each timed query' : 'its garbage NOT collected before each query (run with node --expose-gc, as npm run bench does): ratios are noisier'}; the order of the four queries rotated each round. Direct: PostgreSQL over tcp, for reference.`,
       `streams: psql -A -t -o /dev/null through the masking proxy; RSS of the proxy process (VmRSS) sampled every ${SAMPLE_MS} ms; growth = peak minus the RSS 0.5 s after the previous stream (it includes V8 garbage not yet collected). Every run's ms are in results.json.`,
     );
     return { table: { columns, rows: tableRows }, notes, rows, errors };

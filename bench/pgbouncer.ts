@@ -6,9 +6,9 @@
  * https://www.pgbouncer.org/config.html
  */
 import { execFileSync } from 'node:child_process';
-import { accessSync, chownSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, chownSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { runCommand, type ProcessRegistry } from './processes.js';
+import { runCommand, spawnLogged, tailFile, type ProcessRegistry } from './processes.js';
 import type { UpstreamTransport } from './settings.js';
 import { BENCH_DATABASE, PG_HOST, PG_PORT, describeUpstream, freePort, upstreamHost, waitUntilQueryable, type Target } from './targets.js';
 
@@ -55,9 +55,6 @@ function osUserIds(user: string): { uid: number; gid: number } {
   return { uid: Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim()), gid: Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim()) };
 }
 
-function tail(file: string, lines = 10): string {
-  return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join('\n') : '(no output)';
-}
 
 export interface StartedPgbouncer {
   readonly target: Target;
@@ -102,19 +99,22 @@ export async function startPgbouncer(registry: ProcessRegistry, bin: string, dir
   for (const f of [ini, authFile]) chownSync(f, uid, gid);
 
   const version = execFileSync(bin, ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
-  const outFile = join(dir, 'pgbouncer.out');
-  const out = openSync(outFile, 'a');
   // `-u` makes pgbouncer drop root itself after reading its config: one process that we reap,
   // where `runuser -u postgres -- pgbouncer` adds a middleman that can leave a zombie on stop.
-  const proc = registry.spawn('pgbouncer', bin, ['-u', RUN_AS, ini], { cwd: dir, stdio: ['ignore', out, out] });
-  closeSync(out); // the child has its own copy
+  const { proc, failed } = spawnLogged(registry, 'pgbouncer', bin, ['-u', RUN_AS, ini], join(dir, 'pgbouncer.out'), dir);
   const target: Target = {
     id: 'pgbouncer',
     label: 'pgbouncer',
     role: 'baseline',
+    pid: proc.child.pid,
     endpoint: { host: PG_HOST, port, user: RUN_AS, database: BENCH_DATABASE },
     description: `${version} on ${PG_HOST}:${port}, pool_mode=${POOL.pool_mode}, default_pool_size=${POOL.default_pool_size}, upstream ${describeUpstream(upstream)}`,
   };
-  await waitUntilQueryable(target.endpoint, 'pgbouncer', { failed: () => (proc.done ? `it exited; last output:\n${tail(outFile)}\n${tail(join(dir, 'pgbouncer.log'))}` : undefined) });
+  await waitUntilQueryable(target.endpoint, 'pgbouncer', {
+    failed: () => {
+      const why = failed();
+      return why === undefined ? undefined : `${why}\n${tailFile(join(dir, 'pgbouncer.log'))}`;
+    },
+  });
   return { target, dir };
 }

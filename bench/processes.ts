@@ -5,6 +5,7 @@
  * terminal's Ctrl-C reaches only us, so we decide the shutdown order.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 
 /** How long a process group gets between SIGTERM and SIGKILL. */
 const STOP_GRACE_MS = 5_000;
@@ -119,4 +120,20 @@ export async function runCommand(registry: ProcessRegistry, name: string, comman
   const code = await p.exited;
   await closed;
   return { code, stdout, stderr };
+}
+
+/** The last `lines` lines of a file, or '(no output)' when it does not exist. */
+export function tailFile(file: string, lines = 10): string {
+  return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join('\n') : '(no output)';
+}
+
+/**
+ * Start a server process whose stdout and stderr are appended to `logFile`. `failed()` says why
+ * it cannot serve (it exited, with the log's last lines), for waitUntilQueryable and the like.
+ */
+export function spawnLogged(registry: ProcessRegistry, name: string, command: string, args: readonly string[], logFile: string, cwd?: string): { proc: ManagedProcess; failed: () => string | undefined } {
+  const out = openSync(logFile, 'a');
+  const proc = registry.spawn(name, command, args, { cwd, stdio: ['ignore', out, out] });
+  closeSync(out); // the child has its own copy
+  return { proc, failed: () => (proc.done ? `it exited; last output:\n${tailFile(logFile)}` : undefined) };
 }

@@ -86,10 +86,10 @@ function header(settings: BenchSettings, machine: Machine, targets: readonly Tar
     `Gatehouse benchmark — ${startedAt.toISOString()}`,
     `machine: ${machine.cpus} CPUs, ${machine.cpu_busy_at_start_pct ?? '?'}% busy just before the run; ${machine.postgres}; ${machine.pgbench}; node ${machine.node}`,
     `settings: BENCH_SECONDS=${settings.seconds} BENCH_ROUNDS=${settings.rounds} BENCH_WORKERS=${settings.workers} BENCH_LOG_STATEMENTS=${settings.logStatements} BENCH_UPSTREAM=${settings.upstream} BENCH_CLIENTS=${settings.clients.join(',')} BENCH_MODES=${settings.modes.join(',')}`,
-    `upstream transport: ${settings.upstream} — direct pgbench, pgbouncer and Gatehouse all reach PostgreSQL over ${describeUpstream(settings.upstream)}; clients reach pgbouncer and Gatehouse over TCP ${PG_HOST}`,
+    `upstream transport: ${settings.upstream} — direct pgbench, pgbouncer, node-relay and Gatehouse all reach PostgreSQL over ${describeUpstream(settings.upstream)}; clients reach the proxies over TCP ${PG_HOST}`,
     // Every child runs in its own session (detached): pgbench, pgbouncer, each Gatehouse; the
     // PostgreSQL backends share the postmaster's. Autogroup shares CPU between sessions first.
-    `scheduling: each pgbench, pgbouncer and Gatehouse process in its own session; kernel autogroup ${machine.autogroup === null ? 'unknown' : machine.autogroup ? 'on (CPU is shared between sessions first: at full load a proxy gets about its session\'s share, so its CPU per transaction sets its TPS)' : 'off'}`,
+    `scheduling: each pgbench, pgbouncer, node-relay and Gatehouse process in its own session; kernel autogroup ${machine.autogroup === null ? 'unknown' : machine.autogroup ? 'on (CPU is shared between sessions first: at full load a proxy gets about its session\'s share, so its CPU per transaction sets its TPS)' : 'off'}`,
     `statement log: Gatehouse log.statements=${settings.logStatements}${settings.logStatements ? ' (one JSON line per statement written to the log file, as in production; the default)' : ' (off: BENCH_LOG_STATEMENTS=false; production default is on)'}`,
     ...targets.map((t) => `target ${t.id}: ${t.description}`),
     // Other work on a small machine moves every number; say so next to them.

@@ -45,6 +45,8 @@ export interface Target {
   readonly endpoint: PgEndpoint;
   /** One line for the report header: version and the settings that matter for the numbers. */
   readonly description: string;
+  /** The process group the target runs in (its leader's pid), whose CPU per transaction the throughput section reports. */
+  readonly pid?: number;
 }
 
 /** libpq environment for an endpoint. SSL is off for every target so none pays for an SSLRequest round trip. */

@@ -14,6 +14,7 @@ import type { QueryMode } from './settings.js';
 import { formatMs, formatRatio, formatTps, renderTable, type Column } from './table.js';
 import type { Target } from './targets.js';
 import { median, rotated, roundRatios, spread, type Spread } from './rounds.js';
+import { groupCpuSeconds } from './cpu.js';
 
 /** A ratio column: subject TPS divided by base TPS, per (mode, clients). */
 export interface RatioSpec {
@@ -30,14 +31,20 @@ export interface RatioSpec {
 export const RATIOS: readonly RatioSpec[] = [
   { subject: 'gatehouse', base: 'direct' },
   { subject: 'gatehouse', base: 'pgbouncer', goal: { min: 0.8, minClients: 16, source: 'proxy overhead goal' } },
+  // The Node.js floor: what Gatehouse's own work costs over a bare relay with its socket I/O, and what that relay costs over pgbouncer.
+  { subject: 'gatehouse', base: 'node-relay' },
+  { subject: 'node-relay', base: 'pgbouncer' },
   { subject: 'gatehouse+audit', base: 'gatehouse', goal: { min: 0.85, minClients: 16, source: 'audit overhead goal (issue 5)' } },
   { subject: 'gatehouse+policy', base: 'gatehouse', goal: { min: 0.9, minClients: 16, source: 'policy overhead goal' } },
 ];
 
 type Verdict = 'PASS' | 'FAIL';
 
-/** One pgbench run: a summary, or why there is none. */
-type Measurement = { readonly ok: true; readonly summary: PgbenchSummary } | { readonly ok: false; readonly error: string };
+/**
+ * One pgbench run: a summary and the target's CPU per transaction (µs, its whole process group,
+ * null without one), or why there is none.
+ */
+type Measurement = { readonly ok: true; readonly summary: PgbenchSummary; readonly cpuUs: number | null } | { readonly ok: false; readonly error: string };
 
 export interface ThroughputRow {
   readonly mode: QueryMode;
@@ -51,6 +58,9 @@ export interface ThroughputRow {
   readonly failed_transactions: number | null;
   /** Each round's TPS, in round order (null: that run failed). */
   readonly round_tps: ReadonlyArray<number | null>;
+  /** CPU time of the target's process group per transaction (µs, user + system), median over the rounds; null for direct. */
+  readonly cpu_us_per_tx: number | null;
+  readonly round_cpu_us_per_tx: ReadonlyArray<number | null>;
   readonly error?: string;
   /** Targets that are the subject of a ratio: the median of the rounds' ratios to each base, keyed by base id. */
   readonly ratios?: Record<string, number | null>;
@@ -63,6 +73,11 @@ export interface ThroughputRow {
 const key = (mode: QueryMode, clients: number, target: string): string => `${mode}/${clients}/${target}`;
 
 const tpsOf = (runs: readonly Measurement[] | undefined): Array<number | null> => (runs ?? []).map((m) => (m.ok ? m.summary.tps : null));
+const cpuOf = (runs: readonly Measurement[]): Array<number | null> => runs.map((m) => (m.ok ? m.cpuUs : null));
+const medianOrNull = (xs: ReadonlyArray<number | null>): number | null => {
+  const known = xs.filter((x): x is number => x !== null);
+  return known.length > 0 ? median(known) : null;
+};
 
 /** A ratio and its range over rounds, e.g. "0.82 (0.78-0.86)"; "-" without one. */
 function formatSpread(s: Spread | null): string {
@@ -77,13 +92,33 @@ function verdict(spec: RatioSpec, clients: number, r: number | null): Verdict | 
 
 const ratioLabel = (spec: RatioSpec): string => `${spec.subject}/${spec.base}`;
 
+/** CPU per transaction is measured from this long after pgbench starts: its clients are connected and authenticated by then. */
+const CPU_FROM_MS = 1000;
+
 async function measure(ctx: BenchContext, target: Target, mode: QueryMode, clients: number, seconds: number, outputFile: string): Promise<Measurement> {
+  const pid = target.pid;
+  let from: { cpu: number; at: number } | null = null;
+  const timer =
+    pid !== undefined && seconds * 1000 > 2 * CPU_FROM_MS
+      ? setTimeout(() => {
+          const cpu = groupCpuSeconds(pid);
+          if (cpu !== null) from = { cpu, at: performance.now() };
+        }, CPU_FROM_MS)
+      : undefined;
   try {
-    return { ok: true, summary: await runPgbench(ctx.registry, target, { mode, clients, seconds }, outputFile) };
+    const summary = await runPgbench(ctx.registry, target, { mode, clients, seconds }, outputFile);
+    const start = from as { cpu: number; at: number } | null;
+    const cpu = start !== null ? groupCpuSeconds(pid!) : null;
+    // Transactions of the window: pgbench's rate (which leaves out connecting) times its length.
+    const transactions = start !== null ? (summary.tps * (performance.now() - start.at)) / 1000 : 0;
+    const cpuUs = cpu !== null && transactions > 0 ? ((cpu - start!.cpu) * 1e6) / transactions : null;
+    return { ok: true, summary, cpuUs };
   } catch (err) {
     // A run killed by Ctrl-C is no measurement; let the interrupt end the section.
     if (ctx.registry.stopping) throw err;
     return { ok: false, error: (err as Error).message };
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -146,6 +181,10 @@ export const throughputSection: Section = {
     for (const r of ratioSpecs) ratioColumns.push({ header: ratioLabel(r), align: 'right' });
     for (const r of goalSpecs) ratioColumns.push({ header: `${ratioLabel(r)} >= ${r.goal!.min}` });
 
+    // Table 3 (in the notes): CPU per transaction of each target that is a process of its own.
+    const cpuTargets = targets.filter((t) => t.pid !== undefined);
+    const cpuColumns: Column[] = [{ header: 'mode' }, { header: 'clients', align: 'right' }, ...cpuTargets.map((t): Column => ({ header: `${t.label} µs/tx`, align: 'right' }))];
+    const cpuRows: string[][] = [];
     const tableRows: string[][] = [];
     const ratioRows: string[][] = [];
     const rows: ThroughputRow[] = [];
@@ -153,6 +192,7 @@ export const throughputSection: Section = {
     for (const mode of settings.modes) {
       for (const clients of settings.clients) {
         const cells = [mode, String(clients)];
+        const cpuCells = [mode, String(clients)];
         const get = (id: string): Measurement[] => results.get(key(mode, clients, id)) ?? [];
         const perRound = new Map(ratioSpecs.map((r) => [r, roundRatios(tpsOf(get(r.subject)), tpsOf(get(r.base)))]));
         const spreadOf = new Map(ratioSpecs.map((r) => [r, spread(perRound.get(r)!)]));
@@ -167,6 +207,8 @@ export const throughputSection: Section = {
           const ratios = Object.fromEntries(mine.map((r) => [r.base, ratioOf.get(r)!]));
           const roundsOf = Object.fromEntries(mine.map((r) => [r.base, perRound.get(r)!]));
           const goals = Object.fromEntries(mine.filter((r) => r.goal).map((r) => [r.base, verdict(r, clients, ratioOf.get(r)!)]));
+          const cpu = medianOrNull(cpuOf(runs));
+          if (t.pid !== undefined) cpuCells.push(cpu === null ? '-' : cpu.toFixed(1));
           const failure = runs.find((m): m is Extract<Measurement, { ok: false }> => !m.ok);
           rows.push({
             mode,
@@ -177,12 +219,15 @@ export const throughputSection: Section = {
             transactions: ok.length > 0 ? ok.reduce((a, s) => a + s.transactions, 0) : null,
             failed_transactions: ok.length > 0 ? ok.reduce((a, s) => a + s.failed, 0) : null,
             round_tps: tpsOf(runs),
+            cpu_us_per_tx: cpu,
+            round_cpu_us_per_tx: cpuOf(runs),
             ...(failure !== undefined ? { error: failure.error } : {}),
             ...(mine.length > 0 ? { ratios, round_ratios: roundsOf } : {}),
             ...(Object.keys(goals).length > 0 ? { goals } : {}),
           });
         }
         tableRows.push(cells);
+        cpuRows.push(cpuCells);
         const verdicts = goalSpecs.map((r) => {
           const v = verdict(r, clients, ratioOf.get(r)!);
           if (v !== null) {
@@ -213,6 +258,14 @@ export const throughputSection: Section = {
         const t = tally.get(r)!;
         return `goal (${r.goal!.source}): ${r.subject} TPS >= ${r.goal!.min} x ${r.base} TPS at >= ${r.goal!.minClients} clients (PASS/FAIL; "-" where it does not apply). Met in ${t.passed} of ${t.checked} rows.`;
       }),
+      ...(cpuTargets.length > 0
+        ? [
+            '',
+            `CPU per transaction of each proxy: user + system time of its whole process group (every thread, so the audit writer, and cluster workers when --workers > 1) from ${CPU_FROM_MS / 1000} s into each pgbench run (its clients connected and authenticated) to its end, divided by pgbench's TPS times that time; median over the rounds. With autogroup on (the header's scheduling line), a proxy that needs all of its session's share of a saturated machine has a TPS near that share divided by its CPU per transaction:`,
+            '',
+            renderTable({ columns: cpuColumns, rows: cpuRows }),
+          ]
+        : []),
       ...failedTx.map((r) => `warning: ${r.failed_transactions} failed transactions in -M ${r.mode} -c ${r.clients} ${r.target}`),
       `raw pgbench output: ${outDir}`,
     ];
