@@ -6,14 +6,20 @@ import { groupCpuSeconds } from './cpu.js';
 
 describe('groupCpuSeconds', () => {
   it('counts the CPU of every process of a group, children and threads included', { skip: process.platform !== 'linux' }, async () => {
-    // A group leader that forks a busy child and spins itself for ~0.6 s each.
-    // Both stay alive afterwards: the CPU of a process that has exited is no longer in /proc.
-    const spin = 'const t = Date.now(); while (Date.now() - t < 600); setTimeout(() => {}, 5000);';
-    const child = spawn(process.execPath, ['-e', `require('child_process').spawn(process.execPath, ['-e', ${JSON.stringify(spin)}], { stdio: 'inherit' }); ${spin}`], { detached: true, stdio: 'ignore' });
+    // A group leader that forks a child; each burns 0.5 s of its own CPU (not of the clock, so a
+    // loaded machine only makes it take longer), says so, and stays alive: the CPU of a process
+    // that has exited is no longer in /proc.
+    const spin = "const u = () => { const c = process.cpuUsage(); return c.user + c.system; }; while (u() < 500000); console.log('spun'); setTimeout(() => {}, 30000);";
+    const child = spawn(process.execPath, ['-e', `require('child_process').spawn(process.execPath, ['-e', ${JSON.stringify(spin)}], { stdio: 'inherit' }); ${spin}`], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     try {
-      await new Promise((r) => setTimeout(r, 900));
+      let out = '';
+      child.stdout!.setEncoding('utf8');
+      await new Promise<void>((done) => child.stdout!.on('data', (d: string) => (out += d).split('spun').length > 2 && done()));
       const used = groupCpuSeconds(child.pid!);
-      assert.ok(used !== null && used >= 0.8, `expected at least 0.8 s over the leader and its child, got ${used}`);
+      assert.ok(used !== null && used >= 0.9, `expected at least 0.9 s (of the 1.0 s spun) over the leader and its child, got ${used}`);
       assert.equal(groupCpuSeconds(2 ** 22 + 12345), null);
     } finally {
       process.kill(-child.pid!, 'SIGKILL');
