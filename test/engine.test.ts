@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { createTestDatabase, run, startPrivatePostgres, type PrivatePostgres } from './helpers/pg.js';
+import { createTestDatabase, run, startPrivatePostgres, untilActive, type PrivatePostgres } from './helpers/pg.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
 import { makeTestCertificate } from './helpers/tls.js';
 
@@ -109,12 +109,13 @@ describe('cancel requests', () => {
     const upstreamPid = (await victim.query('select pg_backend_pid() as pid')).rows[0].pid as number;
     const key = (victim as unknown as { processID: number; secretKey: number });
     assert.notEqual(key.processID, upstreamPid, 'the client must not see the upstream pid');
-    const sleeping = victim.query('select pg_sleep(30)').then(
+    const marker = `engine-cancel-${process.pid}`;
+    const sleeping = victim.query(`select pg_sleep(30) /* ${marker} */`).then(
       () => 'finished',
       (err: { code?: string }) => err.code,
     );
     const bystanderSleep = bystander.query('select pg_sleep(1) as s').then(() => 'finished');
-    await new Promise((r) => setTimeout(r, 300));
+    await untilActive(db.name, marker);
     const cancel = Buffer.alloc(16);
     cancel.writeInt32BE(16, 0);
     cancel.writeInt32BE(80877102, 4);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { messages } from '../src/protocol/postgres/index.js';
-import { createTestDatabase, direct, PG_HOST, PG_PORT } from './helpers/pg.js';
+import { createTestDatabase, direct, PG_HOST, PG_PORT, untilActive } from './helpers/pg.js';
 import { startProxy, waitFor, type TestProxy } from './helpers/proxy.js';
 import { dataRow, dataRowRaw, errorFields, fe, pbe, RawClient, rowDescription, summary, type BackendMessage } from './helpers/raw-client.js';
 
@@ -405,7 +405,7 @@ describe('fidelity: raw protocol through the proxy matches PostgreSQL', () => {
       assert.deepEqual((await c.untilReady(1)).map(summary), ['V', 'Z:I']);
       c.write(fe.query(`select 'after-fastpath'`), pbe(`select 'extended-after-fastpath'`), fe.sync());
       assert.deepEqual((await c.untilReady(2)).map(summary).filter((m) => m.startsWith('D')), ['D:["after-fastpath"]', 'D:["extended-after-fastpath"]']);
-      await waitFor(() => completed.length >= 4, 2000, 'completions').catch(() => undefined);
+      await waitFor(() => completed.length >= 4, 10_000, 'completions').catch(() => undefined);
       // The fastpath call is an execution of its own (so policy and audit see it too).
       assert.deepEqual(completed, [`select 'before-fastpath'`, `-- fastpath function call, function oid ${abs}`, `select 'after-fastpath'`, `select 'extended-after-fastpath'`]);
     } finally {
@@ -415,7 +415,7 @@ describe('fidelity: raw protocol through the proxy matches PostgreSQL', () => {
   });
 
   it('closes a session that made a FunctionCall at once on graceful shutdown, as it is idle', async () => {
-    const probe = await startProxy({ database: db.name, shutdownTimeout: '3s' });
+    const probe = await startProxy({ database: db.name, shutdownTimeout: '30s' });
     const connectProbe = (): Promise<RawClient> => RawClient.connect({ port: probe.port, user: 'alice', password: 'alice-pw', database: 'dev' });
     const plain = await connectProbe();
     const fast = await connectProbe();
@@ -431,12 +431,13 @@ describe('fidelity: raw protocol through the proxy matches PostgreSQL', () => {
     const plainGot = await plain.drainFor(0);
     assert.deepEqual(plainGot.map(summary), ['E:57P01']);
     assert.equal(errorFields(plainGot[0]!).M, 'terminating connection due to administrator command');
-    assert.ok(plainMs < 1500, `the plain idle session closed after ${plainMs} ms`);
+    // Well before the 30 s shutdown deadline (with room for a loaded machine).
+    assert.ok(plainMs < 10_000, `the plain idle session closed after ${plainMs} ms`);
     // The session that made a FunctionCall is just as idle.
     const fastGot = await fast.drainFor(0);
     assert.deepEqual(fastGot.map(summary), ['E:57P01']);
     assert.equal(errorFields(fastGot[0]!).M, 'terminating connection due to administrator command', 'closed as idle, not at the shutdown deadline');
-    assert.ok(fastMs < 1500, `the idle session that made a FunctionCall closed after ${fastMs} ms`);
+    assert.ok(fastMs < 10_000, `the idle session that made a FunctionCall closed after ${fastMs} ms`);
   });
 
   it('closes cleanly on Terminate, also when pipelined behind a query, and ends the server session', async () => {
@@ -482,8 +483,9 @@ describe('fidelity: raw protocol through the proxy matches PostgreSQL', () => {
     const c = await viaProxy();
     try {
       assert.ok(c.backendKey, 'BackendKeyData received');
-      c.write(fe.query('select pg_sleep(20)'));
-      await new Promise((r) => setTimeout(r, 300));
+      const marker = `fid-cancel-${process.pid}`;
+      c.write(fe.query(`select pg_sleep(20) /* ${marker} */`));
+      await untilActive(db.name, marker);
       const s = connect({ host: '127.0.0.1', port: proxy.port });
       await new Promise<void>((r) => s.once('connect', () => r()));
       s.end(messages.cancelRequest(c.backendKey!.pid, c.backendKey!.secret));

@@ -239,13 +239,14 @@ select 'usable ' || count(*) from widgets where name = 'in-failed-tx';
     const own = await psql(['-qAt', '-c', 'select application_name from pg_stat_activity where pid = pg_backend_pid()'], undefined, { PGAPPNAME: app });
     assert.equal(own.stdout.trim(), app, own.stderr);
 
-    const running = psql(['-qAt', '-c', 'select pg_sleep(1.5)'], undefined, { PGAPPNAME: `${app}-live` });
+    // Long enough to be seen while it runs, also when each poll's connection is slow to open.
+    const running = psql(['-qAt', '-c', 'select pg_sleep(4)'], undefined, { PGAPPNAME: `${app}-live` });
     const seen = await waitFor(
       async () => (await direct(db.name, `select query from pg_stat_activity where application_name = $1 and state = 'active'`, [`${app}-live`])).rows[0],
-      5000,
+      20_000,
       'the session in pg_stat_activity',
     );
-    assert.equal(seen.query, 'select pg_sleep(1.5)');
+    assert.equal(seen.query, 'select pg_sleep(4)');
     assert.equal((await running).code, 0);
   });
 });

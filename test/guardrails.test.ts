@@ -727,7 +727,7 @@ describe('guardrails on a production connection', () => {
       assert.deepEqual(await f.values(t), ['v1', 'changed', 'v3']);
     });
 
-    it('extended protocol with parameters (a bounded UPDATE, under the row cap)', { timeout: 8_000 }, async () => {
+    it('extended protocol with parameters (a bounded UPDATE, under the row cap)', { timeout: 30_000 }, async () => {
       const t = await f.table();
       const c = await f.prod(); // own connection: the row-cap breaker is work in progress
       const r = await c.query(`update ${t} set v = $1 where id = $2`, ['drop table x', 2]);
@@ -864,7 +864,7 @@ describe('attacks on the shape cache, EXECUTE resolution and session settings', 
 });
 
 /** Breaker tests may hang while the breaker is work in progress: fail them, not the file. */
-const CAP_TIMEOUT = { timeout: 8_000 };
+const CAP_TIMEOUT = { timeout: 30_000 };
 
 /**
  * The affected-rows circuit breaker (guard.row-cap, max_rows 1000 by default): an UPDATE, DELETE

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { createTestDatabase, freePorts, startPrivatePostgres } from './helpers/pg.js';
+import { createTestDatabase, freePorts, startPrivatePostgres, untilActive } from './helpers/pg.js';
 import { configYaml, spawnCli, startProxy, waitFor, waitReady } from './helpers/proxy.js';
 
 async function writeConfig(database: string, extra: Partial<Parameters<typeof configYaml>[0]> = {}): Promise<{ file: string; pgPort: number; httpPort: number }> {
@@ -56,8 +56,9 @@ describe('the gatehouse process', () => {
       await busy.connect();
       await idle.connect();
       const idleError = new Promise<Error & { code?: string }>((resolve) => idle.once('error', resolve));
-      const inflight = busy.query('select pg_sleep(1.5), 42 as n');
-      await new Promise((r) => setTimeout(r, 300));
+      const marker = `lifecycle-inflight-${process.pid}`;
+      const inflight = busy.query(`select pg_sleep(1.5), 42 as n /* ${marker} */`);
+      await untilActive(db.name, marker);
       proc.child.kill('SIGTERM');
       assert.equal((await idleError).code, '57P01');
       await new Promise((r) => setTimeout(r, 200));
@@ -107,13 +108,14 @@ describe('the gatehouse process', () => {
       assert.equal(workers.size, 2, `sessions on both workers (pids ${pids.join(', ')})`);
       // Cancel each session's sleep; the cancel connection lands on either worker.
       await Promise.all(
-        clients.map(async (c) => {
+        clients.map(async (c, i) => {
           const key = c as unknown as { processID: number; secretKey: number };
-          const q = c.query('select pg_sleep(30)').then(
+          const marker = `lifecycle-cancel-${process.pid}-${i}`;
+          const q = c.query(`select pg_sleep(30) /* ${marker} */`).then(
             () => 'finished',
             (e: { code?: string }) => e.code,
           );
-          await new Promise((r) => setTimeout(r, 300));
+          await untilActive(db.name, marker);
           await cancelRequest(pgPort, key.processID, key.secretKey);
           assert.equal(await q, '57014');
         }),

@@ -15,6 +15,15 @@ import { SqliteAuditStore } from '../store/sqlite-audit.js';
 import type { Decision, Execution, SessionInfo, Statement } from '../session/types.js';
 import type { ResolvedConnection } from '../config/load.js';
 
+/** Poll `cond` (the writer thread commits with an fsync: no fixed sleep is long enough on a loaded machine). */
+async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'gh-stage-'));
 const file = join(dir, 'gatehouse.db');
 const keyPath = join(dir, 'audit.key');
@@ -138,14 +147,23 @@ describe('audit stage', () => {
     const stage = new AuditStage(w, { durableEnvironments: [], statementText: 'full', refuseReadsOnFailure: false });
     const st: Statement = { text: "select 'secret-literal'", protocol: 'extended', name: 'p', decision: decision('select ?', false) };
     stage.complete(session('carol', 'y'), { statement: st, startedAt: 0, rows: 1, command: 'SELECT 1', sqlstate: undefined, refusedBy: undefined, durationMs: 1 });
-    await new Promise((r) => setTimeout(r, 60));
+    await until(() => w.backlog === 0, 'the event to be committed');
     const last = rows().at(-1)!;
     assert.equal((JSON.parse(last.body) as AuditEvent).statement?.text, "select 'secret-literal'");
   });
 
   it('the chain written through the stage verifies', async () => {
+    await until(() => w.backlog === 0, 'every event to be committed');
     w.checkpoint();
-    await new Promise((r) => setTimeout(r, 100));
+    const signedHead = (): boolean => {
+      const reader = new Database(file, { readonly: true });
+      try {
+        return (reader.prepare('SELECT max(seq) AS seq FROM audit_checkpoints').get() as { seq: number | null }).seq === w.committed;
+      } finally {
+        reader.close();
+      }
+    };
+    await until(signedHead, 'the checkpoint of the head');
     const db = new Database(file, { readonly: true });
     try {
       const pub = loadPublicKey(keyPath.replace(/\.key$/, '.pub'));

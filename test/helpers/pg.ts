@@ -46,6 +46,20 @@ export async function direct<T extends pg.QueryResultRow = pg.QueryResultRow>(da
   }
 }
 
+/**
+ * Wait until a statement whose text contains `marker` (a comment in it) is running on the
+ * machine's PostgreSQL: a CancelRequest or SIGTERM sent before then would find the backend idle
+ * (PostgreSQL ignores such a cancel), however long a fixed sleep was on a loaded machine.
+ */
+export async function untilActive(database: string, marker: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  const sql = `select count(*)::int as n from pg_stat_activity where state = 'active' and pid <> pg_backend_pid() and strpos(query, $1) > 0`;
+  while ((await direct<{ n: number }>(database, sql, [marker])).rows[0]!.n === 0) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the statement marked ${marker} to run`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Several distinct free ports (a port just released can be handed out again). */
 export async function freePorts(n: number): Promise<number[]> {
   const ports = new Set<number>();
