@@ -104,18 +104,18 @@ describe('audit verify, export, search, tail and keys', () => {
   });
 
   /** A copy of the state dir after shutdown (db, -wal/-shm if any, keys) with its own config. */
-  function copyState(label: string, extraYaml = EXTRA): string {
+  function copyState(label: string, extraYaml = EXTRA, from = stateDir): string {
     const dir = mkdtempSync(join(tmpdir(), `gh-audit-${label}-`));
     for (const f of ['gatehouse.db', 'gatehouse.db-wal', 'gatehouse.db-shm', 'audit-signing.key', 'audit-signing.pub']) {
-      if (existsSync(join(stateDir, f))) copyFileSync(join(stateDir, f), join(dir, f));
+      if (existsSync(join(from, f))) copyFileSync(join(from, f), join(dir, f));
     }
     writeFileSync(join(dir, 'gatehouse.yaml'), configYaml({ database: db.name, stateDir: dir, extraYaml }));
     return dir;
   }
 
   /** Tamper with a fresh copy; returns its config file. */
-  function tampered(label: string, fn: (sql: Database.Database) => void, extraYaml = EXTRA): string {
-    const dir = copyState(label, extraYaml);
+  function tampered(label: string, fn: (sql: Database.Database) => void, extraYaml = EXTRA, from = stateDir): string {
+    const dir = copyState(label, extraYaml, from);
     const sql = new Database(join(dir, 'gatehouse.db'));
     try {
       fn(sql);
@@ -323,6 +323,57 @@ describe('audit verify, export, search, tail and keys', () => {
       const prev = cps.at(-2)!;
       assert.match(loose.stdout, new RegExp(`signed through seq ${prev}, unsigned tail ${last - prev} event\\(s\\)`));
       await assertBroken(await cli('audit', 'verify', '--config', cfg, '--require-signed-tail'), prev + 1, /not signed/);
+    });
+  });
+
+  describe('repeated statements stored against a template of their batch', { concurrency: true }, () => {
+    const tplState = mkdtempSync(join(tmpdir(), 'gh-audit-tpl-'));
+    /** Events stored against a template: seq and template key (the seq of the template's first event). */
+    let templated: Array<{ node: string; seq: number; tpl: number }>;
+    before(async () => {
+      const proxy = await startProxy({ database: db.name, stateDir: tplState, extraYaml: EXTRA });
+      try {
+        // Reads on dev are committed in batches (within the flush delay): repeats share a batch.
+        const c = await proxy.client({ user: 'alice', database: 'dev' });
+        for (let i = 0; i < 40; i++) await c.query('SELECT owner FROM accounts WHERE id = 1');
+        await c.end();
+      } finally {
+        await proxy.close();
+      }
+      const sql = new Database(join(tplState, 'gatehouse.db'), { readonly: true });
+      templated = sql.prepare('SELECT node, seq, tpl FROM audit_events WHERE tpl IS NOT NULL ORDER BY seq').all() as typeof templated;
+      sql.close();
+    });
+
+    it('are stored so, read back whole (search), and verify', async () => {
+      assert.ok(templated.length >= 10, `${templated.length} event(s) stored against a template`);
+      const r = await cli('audit', 'verify', '--config', join(copyState('tpl-ok', EXTRA, tplState), 'gatehouse.yaml'), '--require-signed-tail');
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const found = await cli('audit', 'search', '--config', join(copyState('tpl-search', EXTRA, tplState), 'gatehouse.yaml'), '--identity', 'alice', '--json', '--limit', '1000');
+      assert.equal(found.code, 0, found.stderr);
+      const events = found.stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditEvent & { statement?: { text: string } });
+      const e = events.find((x) => x.seq === templated[3]!.seq)!;
+      assert.equal(e.type, 'statement');
+      assert.equal(e.statement?.text, 'select owner from accounts where id = ?');
+      assert.equal(e.identity?.name, 'alice');
+    });
+
+    it('(t1) a template altered is detected at the first event stored against it', async () => {
+      const { node: n, tpl } = templated[0]!;
+      const cfg = tampered('t1', (sql) => assert.equal(sql.prepare(`UPDATE audit_templates SET middle = replace(middle, '"name":"alice"', '"name":"mallory"') WHERE tpl_node = ? AND tpl_first = ?`).run(n, tpl).changes, 1), EXTRA, tplState);
+      await assertBroken(await cli('audit', 'verify', '--config', cfg), tpl, /./, n);
+    });
+
+    it('(t2) a template deleted is detected at the first event stored against it', async () => {
+      const { node: n, tpl } = templated[0]!;
+      const cfg = tampered('t2', (sql) => sql.prepare('DELETE FROM audit_templates WHERE tpl_node = ? AND tpl_first = ?').run(n, tpl), EXTRA, tplState);
+      await assertBroken(await cli('audit', 'verify', '--config', cfg), tpl, /not a valid audit event/, n);
+    });
+
+    it("(t3) an event's own value (its duration) changed is detected at that event", async () => {
+      const { node: n, seq: k } = templated[5]!;
+      const cfg = tampered('t3', (sql) => sql.prepare("UPDATE audit_events SET body = '99.5' WHERE node = ? AND seq = ?").run(n, k), EXTRA, tplState);
+      await assertBroken(await cli('audit', 'verify', '--config', cfg), k, /does not match its chain hash/, n);
     });
   });
 

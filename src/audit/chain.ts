@@ -73,6 +73,11 @@ export class ChainEncoder {
     this.#start = this.#pos;
   }
 
+  /** Bytes of the body begun so far. */
+  get written(): number {
+    return this.#pos - this.#start;
+  }
+
   bytes(b: Uint8Array): void {
     this.#chunk.set(b, this.#pos);
     this.#pos += b.length;

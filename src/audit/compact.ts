@@ -92,6 +92,28 @@ export interface Expanded {
   readonly bodies: Buffer[];
   readonly hashes: string[];
   readonly sets: number[];
+  /**
+   * Per event, the template its body was written from (undefined: none), and where in the body
+   * its own values are: the duration's bytes [durationFrom, durationTo) and its rows number.
+   */
+  readonly templates: Array<Template | undefined>;
+  readonly durationFrom: number[];
+  readonly durationTo: number[];
+  readonly counts: number[];
+}
+
+/** An empty Expanded for `count` events. */
+export function expanded(count: number): Expanded {
+  return {
+    rows: new Array(count * (COLUMN_COUNT + 1)),
+    bodies: new Array(count),
+    hashes: new Array(count),
+    sets: new Array(count),
+    templates: new Array(count),
+    durationFrom: new Array(count),
+    durationTo: new Array(count),
+    counts: new Array(count),
+  };
 }
 
 /** Fragments of one session (re-registered when its application_name changes). */
@@ -156,8 +178,8 @@ export interface EncodedSession {
   readonly onBehalfOf: Buffer | null;
   readonly connectionName: Buffer;
   readonly environment: Buffer;
-  /** The session's last plain statement event, as pieces joined once (see writeCompact). */
-  last: Template | undefined;
+  /** The session's plain statement events, as pieces joined once, by statement fragment (see writeCompact). */
+  readonly templates: Map<Buffer, Template>;
   /** Column set ids (EventBatch.sets) of this session's statement and intent events, by decision. */
   readonly sets: Map<EncodedFragment, number>;
   readonly intentSets: Map<EncodedFragment, number>;
@@ -166,9 +188,10 @@ export interface EncodedSession {
 /**
  * What a session's statement events share while it repeats a statement with the same outcome
  * (decision, statement fragment, command tag, rows or rows_affected; no masked columns, refusal
- * or SQLSTATE), as three runs of bytes between the numbers that change.
+ * or SQLSTATE), as three runs of bytes between the numbers that change. The body of such an
+ * event is `templatedBody(head, duration, middle, rows, seq, tail, ts)`.
  */
-interface Template {
+export interface Template {
   readonly decision: EncodedFragment;
   readonly statement: Buffer;
   readonly command: string | null;
@@ -184,7 +207,7 @@ interface Template {
 export function encodeFragment(f: Fragment): EncodedFragment {
   switch (f.t) {
     case 's':
-      return { t: 's', client: utf8(f.client), connection: utf8(f.connection), identity: utf8(f.identity), session: utf8(f.session), sessionId: utf8(f.sessionId), identityName: utf8(f.identityName), onBehalfOf: utf8OrNull(f.onBehalfOf), connectionName: utf8(f.connectionName), environment: utf8(f.environment), last: undefined, sets: new Map(), intentSets: new Map() };
+      return { t: 's', client: utf8(f.client), connection: utf8(f.connection), identity: utf8(f.identity), session: utf8(f.session), sessionId: utf8(f.sessionId), identityName: utf8(f.identityName), onBehalfOf: utf8OrNull(f.onBehalfOf), connectionName: utf8(f.connectionName), environment: utf8(f.environment), templates: new Map(), sets: new Map(), intentSets: new Map() };
     case 'd':
       return { t: 'd', decision: utf8(f.decision), kind: utf8(f.kind), tables: utf8OrNull(f.tables), action: utf8(f.action) };
     case 'x':
@@ -205,6 +228,9 @@ export interface CompactWriter {
 export function compactWriter(node: string): CompactWriter {
   return { node: utf8(node), nodeFragment: utf8(`,"node":${str(node)}`), lastSet: -1 };
 }
+
+/** Templates kept per session (a session running more distinct statements starts afresh). */
+const MAX_SESSION_TEMPLATES = 64;
 
 const STATEMENT = utf8('statement');
 const INTENT = utf8('statement.intent');
@@ -269,10 +295,11 @@ export function writeCompact(enc: ChainEncoder, w: CompactWriter, fragments: Rea
     const refusedBy = (flags & REFUSED) !== 0 ? (strs[s++] as string) : null;
     const masked = (flags & MASKED) !== 0 ? (strs[s++] as string) : null;
     const plain = masked === null && refusedBy === null && sqlstate === null && typeof statement !== 'string';
-    let t = f.last;
-    if (plain && (t === undefined || t.decision !== d || t.statement !== statement || t.command !== command || t.affects !== affects)) {
+    let t = plain ? f.templates.get(statement as Buffer) : undefined;
+    if (plain && (t === undefined || t.decision !== d || t.command !== command || t.affects !== affects)) {
       // A new repeat candidate: join its pieces once.
-      t = f.last = {
+      if (f.templates.size >= MAX_SESSION_TEMPLATES) f.templates.clear();
+      t = {
         decision: d,
         statement: statement as Buffer,
         command,
@@ -281,12 +308,18 @@ export function writeCompact(enc: ChainEncoder, w: CompactWriter, fragments: Rea
         middle: Buffer.concat([f.identity, w.nodeFragment, affects ? ROWS_AFFECTED : ROWS]),
         tail: Buffer.concat([f.session, statement as Buffer, TS]),
       };
+      f.templates.set(statement as Buffer, t);
     }
     if (plain) {
       const tt = t!;
       enc.begin(tt.head.length + tt.middle.length + tt.tail.length + 128);
       enc.bytes(tt.head);
+      out.durationFrom[i] = enc.written;
       enc.decimal(duration);
+      out.durationTo[i] = enc.written;
+      // Stored against the template only when the body is exactly templatedBody's (rows a safe integer).
+      out.templates[i] = Number.isSafeInteger(n) && n >= 0 ? tt : undefined;
+      out.counts[i] = n;
       enc.bytes(tt.middle);
       enc.int(n);
       enc.ascii(',"seq":');
@@ -356,4 +389,71 @@ export function writeCompact(enc: ChainEncoder, w: CompactWriter, fragments: Rea
   rows[base + COLUMN_COUNT] = null;
   out.hashes[i] = enc.end(out.bodies, i);
   return s;
+}
+
+/**
+ * The canonical body of a statement event stored against a template: the template's three runs
+ * of bytes with the event's own values between them (see Template). Readers of the store rebuild
+ * bodies with this; the writer builds the same bytes in writeCompact.
+ */
+export function templatedBody(head: string, duration: string, middle: string, rows: number | string, seq: number | string, tail: string, ts: number | string): string {
+  return `${head}${duration}${middle}${rows},"seq":${seq}${tail}${ts},"type":"statement"}`;
+}
+
+/** A template as the store keeps it: for one batch, keyed by the seq of its first event there. */
+export interface StoredTemplate {
+  readonly first: number;
+  /** The seq of its last event (retention deletes it with that event). */
+  readonly last: number;
+  readonly head: Buffer;
+  readonly middle: Buffer;
+  readonly tail: Buffer;
+}
+
+/** Which events of a batch are stored against a template, and the templates (EventBatch.templated). */
+export interface BatchTemplates {
+  /** Per event: its template's `first`, or -1 for a body stored whole. */
+  readonly of: number[];
+  /** Per event stored against a template: its rows (or rows_affected) number. */
+  readonly counts: number[];
+  readonly list: StoredTemplate[];
+}
+
+/**
+ * Store the batch's repeated statement events against templates: a template used by two or more
+ * of its events is stored once for the batch, and each of those events keeps only its own values
+ * (its duration's bytes take the body's place; seq and ts are columns already), about a sixth of
+ * a whole body. Templates are per batch, never shared between batches: retention deletes one with
+ * the last event that uses it, and no later batch can refer to a deleted one. Returns undefined
+ * when no event qualifies. `seqOf(i)` is event i's sequence number.
+ */
+export function templatize(out: Expanded, count: number, seqOf: (i: number) => number): BatchTemplates | undefined {
+  const uses = new Map<Template, { first: number; last: number; n: number }>();
+  for (let i = 0; i < count; i++) {
+    const t = out.templates[i];
+    if (t === undefined) continue;
+    const u = uses.get(t);
+    if (u === undefined) uses.set(t, { first: seqOf(i), last: seqOf(i), n: 1 });
+    else {
+      u.last = seqOf(i);
+      u.n++;
+    }
+  }
+  const list: StoredTemplate[] = [];
+  for (const [t, u] of uses) if (u.n >= 2) list.push({ first: u.first, last: u.last, head: t.head, middle: t.middle, tail: t.tail });
+  if (list.length === 0) return undefined;
+  const of = new Array<number>(count);
+  const counts = new Array<number>(count);
+  for (let i = 0; i < count; i++) {
+    const t = out.templates[i];
+    const u = t === undefined ? undefined : uses.get(t)!;
+    if (u === undefined || u.n < 2) {
+      of[i] = -1;
+      continue;
+    }
+    of[i] = u.first;
+    counts[i] = out.counts[i]!;
+    out.bodies[i] = out.bodies[i]!.subarray(out.durationFrom[i]!, out.durationTo[i]!);
+  }
+  return { of, counts, list };
 }

@@ -14,7 +14,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChainEncoder, GENESIS, loadSigningKey, signCheckpoint, type Checkpoint, type SigningKey } from './chain.js';
 import { COLUMN_COUNT } from './event.js';
-import { compactWriter, encodeFragment, FULL_EVENT, NUMS, writeCompact, type EncodedFragment, type Expanded, type Fragment } from './compact.js';
+import { compactWriter, encodeFragment, expanded, FULL_EVENT, NUMS, templatize, writeCompact, type EncodedFragment, type Fragment } from './compact.js';
 import { openAuditStore, type StoreSpec } from '../store/open.js';
 import type { AuditStore } from '../store/audit.js';
 
@@ -55,7 +55,7 @@ async function append(nums: Float64Array, strs: unknown[], count: number, first:
     port.postMessage({ op: 'failed', first, message: `batch starts at seq ${first}, expected ${headSeq + 1}` });
     return;
   }
-  const out: Expanded = { rows: new Array(count * WIDTH), bodies: new Array(count), hashes: new Array(count), sets: new Array(count) };
+  const out = expanded(count);
   const { rows, hashes, bodies, sets } = out;
   const encoder = new ChainEncoder(headHash);
   try {
@@ -75,13 +75,14 @@ async function append(nums: Float64Array, strs: unknown[], count: number, first:
     port.postMessage({ op: 'failed', first, message: (err as Error).message });
     return;
   }
+  const templated = templatize(out, count, (i) => rows[i * WIDTH + 1] as number);
   const prev = hashes[count - 1] ?? headHash;
   const through = first + count - 1;
   const checkpoints: Checkpoint[] = [];
   const now = Date.now();
   if (through - checkpointSeq >= data.checkpointEvery || now - checkpointAt >= data.checkpointIntervalMs) checkpoints.push(checkpointNow(through, prev));
   try {
-    await store!.append({ rows, count, hashes, bodies, sets }, checkpoints);
+    await store!.append({ rows, count, hashes, bodies, sets, templated }, checkpoints);
   } catch (err) {
     port.postMessage({ op: 'failed', first, message: (err as Error).message });
     return;

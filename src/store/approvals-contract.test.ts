@@ -198,7 +198,7 @@ for (const impl of ['sqlite', 'postgres'] as const) {
         const { versions, tables, columns, indexes } = await location().inspect();
         assert.deepEqual(
           versions.map((v) => v.version),
-          [1, 2, 3],
+          [1, 2, 3, 4],
         );
         assert.ok(tables.includes('approvals'), 'table approvals exists');
         assert.deepEqual(columns, ['body', 'created_at', 'expires_at', 'id', 'statement_key', 'status']);
@@ -220,7 +220,10 @@ for (const impl of ['sqlite', 'postgres'] as const) {
 
       it('is applied to a store still at version 2', async () => {
         await store().close();
-        await location().exec('DROP TABLE approvals; DELETE FROM schema_migrations WHERE version = 3');
+        // Undo migrations 4 (audit templates) and 3.
+        await location().exec(
+          'DROP TABLE audit_templates; ALTER TABLE audit_events DROP COLUMN tpl; ALTER TABLE audit_events DROP COLUMN tpl_rows; DROP TABLE approvals; DELETE FROM schema_migrations WHERE version >= 3',
+        );
         assert.deepEqual(
           (await location().inspect()).versions.map((v) => v.version),
           [1, 2],
@@ -230,7 +233,7 @@ for (const impl of ['sqlite', 'postgres'] as const) {
           const { versions, tables } = await location().inspect();
           assert.deepEqual(
             versions.map((v) => v.version),
-            [1, 2, 3],
+            [1, 2, 3, 4],
           );
           assert.ok(tables.includes('approvals'));
           const r = request();

@@ -4,6 +4,7 @@
  * the retention job (which records itself as an event).
  */
 import type { Checkpoint } from '../audit/chain.js';
+import { templatedBody, type BatchTemplates } from '../audit/compact.js';
 import { COLUMN_COUNT, type EventColumns } from '../audit/event.js';
 
 /** A stored event: its indexed columns, its canonical body and its chain hash (hex). */
@@ -34,6 +35,57 @@ export interface EventBatch {
    * once and refer to them (SQLite does); the rows hold them all the same.
    */
   readonly sets?: ArrayLike<number>;
+  /**
+   * Events stored against a template of the batch (src/audit/compact.ts, templatize): for those,
+   * `bodies[i]` holds the duration's bytes only, and the store keeps the template, the event's
+   * template key and its rows number beside it; readers rebuild the body (storedEvent).
+   */
+  readonly templated?: BatchTemplates;
+}
+
+/**
+ * How both stores select events: the columns, then what a templated event's body is rebuilt
+ * from (its template's pieces, joined in; null when the event has its whole body).
+ */
+export const SELECT_EVENT = `SELECT e.node, e.seq, e.ts, e.type, e.session, e.identity, e.on_behalf_of, e.connection, e.environment, e.kind, e.tables, e.decision, e.body, e.hash,
+    e.tpl, e.tpl_rows, t.head AS tpl_head, t.middle AS tpl_middle, t.tail AS tpl_tail
+  FROM audit_events e LEFT JOIN audit_templates t ON t.tpl_node = e.node AND t.tpl_first = e.tpl`;
+
+/** A row of SELECT_EVENT (bigint columns may come as strings from PostgreSQL). */
+export interface EventRow extends Omit<StoredEvent, 'seq' | 'ts'> {
+  readonly seq: number | string;
+  readonly ts: number | string;
+  readonly tpl: number | string | null;
+  readonly tpl_rows: number | string | null;
+  readonly tpl_head: string | null;
+  readonly tpl_middle: string | null;
+  readonly tpl_tail: string | null;
+}
+
+/**
+ * The stored event of a SELECT_EVENT row, its body rebuilt when it was stored against a
+ * template. A template that is missing (deleted or never written) leaves an empty body, which
+ * verify reports as a modified event at that seq.
+ */
+export function storedEvent(r: EventRow): StoredEvent {
+  let body = r.body;
+  if (r.tpl !== null) body = r.tpl_head === null || r.tpl_middle === null || r.tpl_tail === null || r.tpl_rows === null ? '' : templatedBody(r.tpl_head, r.body, r.tpl_middle, r.tpl_rows, r.seq, r.tpl_tail, r.ts);
+  return {
+    node: r.node,
+    seq: Number(r.seq),
+    ts: Number(r.ts),
+    type: r.type,
+    session: r.session,
+    identity: r.identity,
+    on_behalf_of: r.on_behalf_of,
+    connection: r.connection,
+    environment: r.environment,
+    kind: r.kind,
+    tables: r.tables,
+    decision: r.decision,
+    body,
+    hash: r.hash,
+  };
 }
 
 /** What `gatehouse audit search` and /api/audit filter on; all given fields must match. */

@@ -11,16 +11,16 @@ import type { ApprovalQuery, ApprovalRequest, ApprovalStatus, ApprovalStore } fr
 import type { Checkpoint } from '../audit/chain.js';
 import { COLUMN_COUNT } from '../audit/event.js';
 import { ConfigError } from '../errors.js';
-import { EVENT_COLUMNS, filterSql, type AuditFilter, type AuditStore, type EventBatch, type StoredEvent } from './audit.js';
+import { EVENT_COLUMNS, filterSql, SELECT_EVENT, storedEvent, type AuditFilter, type AuditStore, type EventBatch, type EventRow, type StoredEvent } from './audit.js';
 import { APPROVAL_COLUMNS, applyChange, approvalValues, duplicateId, listLimit } from './sqlite-approvals.js';
 import type { Store } from './sqlite-store.js';
 import { checkTokenRow, newTokenRow, splitToken, TOKEN_INSERT_COLUMNS, tokenRecord, type NewToken, type TokenCheck, type TokenRecord, type TokenRow, type TokenStore } from './tokens.js';
 
 /**
  * Schema migrations, applied in order; never edit one that has shipped. Version n here is
- * version n of MIGRATIONS in sqlite-store.ts (1: tokens, 2: audit tables, 3: approvals): both
- * lists must stay in step, with the same table and column names, so either store can be swapped
- * for the other.
+ * version n of MIGRATIONS in sqlite-store.ts (1: tokens, 2: audit tables, 3: approvals, 4: audit
+ * templates): both lists must stay in step, with the same table and column names, so either
+ * store can be swapped for the other.
  */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE tokens (
@@ -82,6 +82,17 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX approvals_status_expires ON approvals (status, expires_at);
    CREATE INDEX approvals_key_created ON approvals (statement_key, created_at);
    CREATE INDEX approvals_created ON approvals (created_at)`,
+  `ALTER TABLE audit_events ADD COLUMN tpl bigint;
+   ALTER TABLE audit_events ADD COLUMN tpl_rows bigint;
+   CREATE TABLE audit_templates (
+     tpl_node text NOT NULL,
+     tpl_first bigint NOT NULL,
+     tpl_last bigint NOT NULL,
+     head text NOT NULL,
+     middle text NOT NULL,
+     tail text NOT NULL,
+     PRIMARY KEY (tpl_node, tpl_first)
+   )`,
 ];
 
 /** Default for `statementTimeoutMs` when the caller gives none (the CLI, the HTTP API). */
@@ -299,13 +310,14 @@ export class PostgresTokenStore implements TokenStore {
   }
 }
 
-const SELECT_EVENT = 'SELECT node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash FROM audit_events';
 const SELECT_HEAD = 'SELECT seq, hash FROM audit_events WHERE node = $1 ORDER BY seq DESC LIMIT 1';
 
 /** Columns of one event, in the order the append statement's parameters take them. */
 const WIDTH = COLUMN_COUNT + 1;
 const BIGINT_COLUMNS: ReadonlySet<string> = new Set(['seq', 'ts']);
-const EVENT_PARAM_TYPES = [...EVENT_COLUMNS.map((c) => (BIGINT_COLUMNS.has(c) ? 'bigint' : 'text')), 'text', 'text'];
+/** The columns, body, hash, then template key and rows number (null for a whole body). */
+const EVENT_PARAM_TYPES = [...EVENT_COLUMNS.map((c) => (BIGINT_COLUMNS.has(c) ? 'bigint' : 'text')), 'text', 'text', 'bigint', 'bigint'];
+const TEMPLATE_PARAM_TYPES = ['text', 'bigint', 'bigint', 'text', 'text', 'text'];
 const CHECKPOINT_PARAM_TYPES = ['text', 'bigint', 'text', 'bigint', 'text', 'text'];
 const unnest = (types: readonly string[], from: number): string => `unnest(${types.map((t, i) => `$${from + i}::${t}[]`).join(', ')})`;
 
@@ -315,19 +327,24 @@ const unnest = (types: readonly string[], from: number): string => `unnest(${typ
  * through a data-modifying CTE, which PostgreSQL runs to completion whether or not it is read.
  */
 const APPEND_SQL = `WITH events AS (
-    INSERT INTO audit_events (${EVENT_COLUMNS.join(', ')}, body, hash)
+    INSERT INTO audit_events (${EVENT_COLUMNS.join(', ')}, body, hash, tpl, tpl_rows)
     SELECT * FROM ${unnest(EVENT_PARAM_TYPES, 1)}
+  ), templates AS (
+    INSERT INTO audit_templates (tpl_node, tpl_first, tpl_last, head, middle, tail)
+    SELECT * FROM ${unnest(TEMPLATE_PARAM_TYPES, EVENT_PARAM_TYPES.length + 1)}
   )
   INSERT INTO audit_checkpoints (node, seq, hash, ts, key_id, signature)
-  SELECT * FROM ${unnest(CHECKPOINT_PARAM_TYPES, EVENT_PARAM_TYPES.length + 1)}`;
+  SELECT * FROM ${unnest(CHECKPOINT_PARAM_TYPES, EVENT_PARAM_TYPES.length + TEMPLATE_PARAM_TYPES.length + 1)}`;
 
 /** Parameters of APPEND_SQL: the flat batch turned into one array per column. */
 function appendParams(batch: EventBatch, checkpoints: readonly Checkpoint[]): unknown[][] {
-  const { rows, hashes, bodies, count } = batch;
+  const { rows, hashes, bodies, count, templated } = batch;
   const cols: unknown[][] = [];
-  for (let c = 0; c <= WIDTH; c++) cols.push(new Array<unknown>(count));
+  for (let c = 0; c < EVENT_PARAM_TYPES.length; c++) cols.push(new Array<unknown>(count));
   const bodyCol = cols[WIDTH - 1]!;
   const hashCol = cols[WIDTH]!;
+  const tplCol = cols[WIDTH + 1]!;
+  const tplRowsCol = cols[WIDTH + 2]!;
   for (let i = 0; i < count; i++) {
     const base = i * WIDTH;
     // Text columns may come as UTF-8 bytes from the writer thread (src/audit/compact.ts).
@@ -337,7 +354,13 @@ function appendParams(batch: EventBatch, checkpoints: readonly Checkpoint[]): un
     }
     if (bodies !== undefined) bodyCol[i] = bodies[i]!.toString('utf8');
     hashCol[i] = hashes[i];
+    const tpl = templated === undefined ? -1 : templated.of[i]!;
+    tplCol[i] = tpl < 0 ? null : tpl;
+    tplRowsCol[i] = tpl < 0 ? null : templated!.counts[i];
   }
+  const list = templated?.list ?? [];
+  const node = count > 0 ? (Buffer.isBuffer(rows[0]) ? (rows[0] as Buffer).toString('utf8') : rows[0]) : null;
+  const tp: unknown[][] = [list.map(() => node), list.map((t) => t.first), list.map((t) => t.last), list.map((t) => t.head.toString('utf8')), list.map((t) => t.middle.toString('utf8')), list.map((t) => t.tail.toString('utf8'))];
   const n = checkpoints.length;
   const cp: unknown[][] = [new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n)];
   for (let i = 0; i < n; i++) {
@@ -349,7 +372,7 @@ function appendParams(batch: EventBatch, checkpoints: readonly Checkpoint[]): un
     cp[4]![i] = k.key_id;
     cp[5]![i] = k.signature;
   }
-  return [...cols, ...cp];
+  return [...cols, ...tp, ...cp];
 }
 
 /** The append statement, prepared once per connection (pg caches named statements). */
@@ -392,7 +415,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async range(node: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    return (await this.#pool.query<StoredEvent>(`${SELECT_EVENT} WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [node, afterSeq, limit])).rows;
+    return (await this.#pool.query<EventRow>(`${SELECT_EVENT} WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [node, afterSeq, limit])).rows.map(storedEvent);
   }
 
   async checkpoints(node: string): Promise<Checkpoint[]> {
@@ -403,7 +426,7 @@ export class PostgresAuditStore implements AuditStore {
     const { where, params } = filterSql(filter, (i) => `$${i}`);
     const dir = order === 'asc' ? 'ASC' : 'DESC';
     const sql = `${SELECT_EVENT} ${where} ORDER BY ts ${dir}, node COLLATE "C" ${dir}, seq ${dir} LIMIT $${params.length + 1}`;
-    return (await this.#pool.query<StoredEvent>(sql, [...params, limit])).rows;
+    return (await this.#pool.query<EventRow>(sql, [...params, limit])).rows.map(storedEvent);
   }
 
   async sinkCursor(sink: string): Promise<Map<string, number>> {
@@ -418,6 +441,8 @@ export class PostgresAuditStore implements AuditStore {
   async deleteThrough(node: string, seq: number): Promise<number> {
     return transaction(this.#pool, async (c) => {
       const n = (await c.query('DELETE FROM audit_events WHERE node = $1 AND seq <= $2', [node, seq])).rowCount ?? 0;
+      // A template is used by events of one batch only, up to its last one.
+      await c.query('DELETE FROM audit_templates WHERE tpl_node = $1 AND tpl_last <= $2', [node, seq]);
       await c.query('DELETE FROM audit_checkpoints WHERE node = $1 AND seq < $2', [node, seq]);
       return n;
     });

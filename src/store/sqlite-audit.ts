@@ -6,9 +6,7 @@
 import type Database from 'better-sqlite3';
 import type { Checkpoint } from '../audit/chain.js';
 import { COLUMN_COUNT } from '../audit/event.js';
-import { filterSql, type AuditFilter, type AuditStore, type EventBatch, type StoredEvent } from './audit.js';
-
-const SELECT_EVENT = 'SELECT node, seq, ts, type, session, identity, on_behalf_of, connection, environment, kind, tables, decision, body, hash FROM audit_events';
+import { filterSql, SELECT_EVENT, storedEvent, type AuditFilter, type AuditStore, type EventBatch, type EventRow, type StoredEvent } from './audit.js';
 
 /** Events per INSERT statement (14 parameters each; SQLite allows 32,766 per statement). */
 const ROWS_PER_INSERT = 64;
@@ -30,12 +28,18 @@ function insertSql(rows: number): string {
   return `INSERT OR ROLLBACK INTO audit_events (${EVENT_COLUMNS}) VALUES ${Array(rows).fill(one).join(', ')}`;
 }
 
-/** Rows that take their shared columns from the temp table: seq, ts, set id, body, hash each. */
+/**
+ * Rows that take their shared columns from the temp table: seq, ts, set id, body, hash, then
+ * template key and rows number (null for an event with its whole body) each.
+ */
 function insertFromSetsSql(rows: number): string {
-  return `INSERT OR ROLLBACK INTO audit_events (${EVENT_COLUMNS})
-    SELECT c.node, v.column1, v.column2, ${SHARED.slice(1).map((c) => `c.${c}`).join(', ')}, CAST(v.column4 AS TEXT), v.column5
-    FROM (VALUES ${Array(rows).fill('(?, ?, ?, ?, ?)').join(', ')}) AS v CROSS JOIN temp.gatehouse_audit_sets AS c ON c.id = v.column3`;
+  return `INSERT OR ROLLBACK INTO audit_events (${EVENT_COLUMNS}, tpl, tpl_rows)
+    SELECT c.node, v.column1, v.column2, ${SHARED.slice(1).map((c) => `c.${c}`).join(', ')}, CAST(v.column4 AS TEXT), v.column5, v.column6, v.column7
+    FROM (VALUES ${Array(rows).fill('(?, ?, ?, ?, ?, ?, ?)').join(', ')}) AS v CROSS JOIN temp.gatehouse_audit_sets AS c ON c.id = v.column3`;
 }
+
+/** Values per row of insertFromSetsSql. */
+const FROM_SETS_VALUES = 7;
 
 interface Insert {
   readonly stmt: Database.Statement;
@@ -61,12 +65,18 @@ export class SqliteAuditStore implements AuditStore {
     const insertFor = (k: number, withSets: boolean): Insert => {
       const cache = withSets ? fromSets : plain;
       let e = cache.get(k);
-      if (e === undefined) cache.set(k, (e = { stmt: db.prepare(withSets ? insertFromSetsSql(k) : insertSql(k)), args: new Array((withSets ? 5 : COLUMN_COUNT + 2) * k) }));
+      if (e === undefined) cache.set(k, (e = { stmt: db.prepare(withSets ? insertFromSetsSql(k) : insertSql(k)), args: new Array((withSets ? FROM_SETS_VALUES : COLUMN_COUNT + 2) * k) }));
       return e;
     };
+    const insertTemplate = db.prepare(`INSERT INTO audit_templates (tpl_node, tpl_first, tpl_last, head, middle, tail) VALUES (${TEXT}, ?, ?, ${TEXT}, ${TEXT}, ${TEXT})`);
     this.#appendTx = db.transaction((batch: EventBatch, checkpoints: readonly Checkpoint[]) => {
-      const { rows, hashes, bodies, sets } = batch;
+      const { rows, hashes, bodies, sets, templated } = batch;
       if (sets !== undefined) this.#prepareSets(batch);
+      if (templated !== undefined) {
+        // Every event stored against a template has a column set (compact events): the node is the first row's.
+        const node = rows[0];
+        for (const t of templated.list) insertTemplate.run(node, t.first, t.last, t.head, t.middle, t.tail);
+      }
       // A row's slots: COLUMN_COUNT columns, then the body (as text, or its bytes in `bodies`).
       const slots = COLUMN_COUNT + 1;
       for (let i = 0; i < batch.count; ) {
@@ -87,6 +97,11 @@ export class SqliteAuditStore implements AuditStore {
           }
           args[a++] = bodies !== undefined ? bodies[j] : rows[base + COLUMN_COUNT];
           args[a++] = hashes[j];
+          if (withSets) {
+            const tpl = templated === undefined ? -1 : templated.of[j]!;
+            args[a++] = tpl < 0 ? null : tpl;
+            args[a++] = tpl < 0 ? null : templated!.counts[j];
+          }
         }
         // Spread: better-sqlite3 binds arguments directly but reads an array's elements one by one
         // through the V8 API (a fifth of the bind cost, measured with bench/audit.ts).
@@ -156,7 +171,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async range(node: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    return this.#db.prepare(`${SELECT_EVENT} WHERE node = ? AND seq > ? ORDER BY seq LIMIT ?`).all(node, afterSeq, limit) as StoredEvent[];
+    return (this.#db.prepare(`${SELECT_EVENT} WHERE node = ? AND seq > ? ORDER BY seq LIMIT ?`).all(node, afterSeq, limit) as EventRow[]).map(storedEvent);
   }
 
   async checkpoints(node: string): Promise<Checkpoint[]> {
@@ -166,7 +181,7 @@ export class SqliteAuditStore implements AuditStore {
   async search(filter: AuditFilter, limit: number, order: 'asc' | 'desc'): Promise<StoredEvent[]> {
     const { where, params } = filterSql(filter, () => '?');
     const dir = order === 'asc' ? 'ASC' : 'DESC';
-    return this.#db.prepare(`${SELECT_EVENT} ${where} ORDER BY ts ${dir}, node ${dir}, seq ${dir} LIMIT ?`).all(...params, limit) as StoredEvent[];
+    return (this.#db.prepare(`${SELECT_EVENT} ${where} ORDER BY ts ${dir}, node ${dir}, seq ${dir} LIMIT ?`).all(...params, limit) as EventRow[]).map(storedEvent);
   }
 
   async sinkCursor(sink: string): Promise<Map<string, number>> {
@@ -182,6 +197,8 @@ export class SqliteAuditStore implements AuditStore {
     const tx = this.#db.transaction(() => {
       const n = this.#db.prepare('DELETE FROM audit_events WHERE node = ? AND seq <= ?').run(node, seq).changes;
       this.#db.prepare('DELETE FROM audit_checkpoints WHERE node = ? AND seq < ?').run(node, seq);
+      // A template is used by events of one batch only, up to its last one.
+      this.#db.prepare('DELETE FROM audit_templates WHERE tpl_node = ? AND tpl_last <= ?').run(node, seq);
       return n;
     });
     return tx.immediate();

@@ -77,6 +77,19 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX approvals_status_expires ON approvals (status, expires_at);
    CREATE INDEX approvals_key_created ON approvals (statement_key, created_at);
    CREATE INDEX approvals_created ON approvals (created_at)`,
+  // Repeated statement events stored against a template of their batch (src/audit/compact.ts):
+  // the event keeps its own values (body: the duration; tpl_rows) and its template's key.
+  `ALTER TABLE audit_events ADD COLUMN tpl INTEGER;
+   ALTER TABLE audit_events ADD COLUMN tpl_rows INTEGER;
+   CREATE TABLE audit_templates (
+     tpl_node TEXT NOT NULL,
+     tpl_first INTEGER NOT NULL,
+     tpl_last INTEGER NOT NULL,
+     head TEXT NOT NULL,
+     middle TEXT NOT NULL,
+     tail TEXT NOT NULL,
+     PRIMARY KEY (tpl_node, tpl_first)
+   )`,
 ];
 
 /** Where the embedded store lives: <state.dir>/gatehouse.db. */

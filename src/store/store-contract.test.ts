@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { chainHash, GENESIS, keyId, signCheckpoint, type Checkpoint, type SigningKey } from '../audit/chain.js';
+import { ChainEncoder, chainHash, GENESIS, keyId, signCheckpoint, type Checkpoint, type SigningKey } from '../audit/chain.js';
+import { Batch, COMPACT_STATEMENT, compactWriter, encodeFragment, expanded, NUMS, templatize, writeCompact, type EncodedFragment, type Fragment } from '../audit/compact.js';
 import { canonicalJson, eventColumns, type AuditEvent } from '../audit/event.js';
 import { ConfigError } from '../errors.js';
 import { createTestDatabase, direct, freePort, PG_HOST, PG_PORT } from '../../test/helpers/pg.js';
@@ -28,6 +29,10 @@ interface Location {
   open(): Promise<Store>;
   /** Applied migration versions and the tables that exist, read directly (not through the store). */
   inspect(): Promise<{ versions: number[]; tables: string[] }>;
+  /** Rows of a table whose `column` is `value`, read directly. */
+  count(table: string, column: string, value: string): Promise<number>;
+  /** Run SQL directly (not through the store). */
+  exec(sql: string): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -48,6 +53,22 @@ const LOCATIONS: Record<Impl, () => Promise<Location>> = {
           db.close();
         }
       },
+      count: async (table, column, value) => {
+        const db = new Database(file, { readonly: true });
+        try {
+          return (db.prepare(`SELECT count(*) AS n FROM ${table} WHERE ${column} = ?`).get(value) as { n: number }).n;
+        } finally {
+          db.close();
+        }
+      },
+      exec: async (sql) => {
+        const db = new Database(file);
+        try {
+          db.exec(sql);
+        } finally {
+          db.close();
+        }
+      },
       cleanup: async () => rmSync(dir, { recursive: true, force: true }),
     };
   },
@@ -61,6 +82,8 @@ const LOCATIONS: Record<Impl, () => Promise<Location>> = {
         const tables = (await direct<{ name: string }>(db.name, "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1")).rows.map((r) => r.name);
         return { versions, tables };
       },
+      count: async (table, column, value) => (await direct<{ n: number }>(db.name, `SELECT count(*)::int AS n FROM ${table} WHERE ${column} = $1`, [value])).rows[0]!.n,
+      exec: async (sql) => void (await direct(db.name, sql)),
       cleanup: db.drop,
     };
   },
@@ -97,6 +120,56 @@ function chain(node: string, head: { seq: number; hash: string } | null, drafts:
   return { batch: { rows, count: drafts.length, hashes }, stored, last: { seq, hash: prev } };
 }
 
+/** A compact statement event: its session (fragment 1 or 2), statement (3 or 4), duration and rows. */
+interface CompactDraft {
+  readonly session: 1 | 2;
+  readonly statement: 3 | 4;
+  readonly duration: number;
+  readonly rows: number;
+}
+
+/** Fragments of two sessions, one decision (5) and two statements, as the writer thread keeps them. */
+function compactFragments(): Map<number, EncodedFragment> {
+  const session = (n: number, name: string): Fragment => ({
+    t: 's',
+    client: `{"client":{"address":"10.0.0.${n}","application_name":"app ${n}","tls":false}`,
+    connection: ',"connection":{"environment":"production","name":"prod"}',
+    identity: `,"identity":{"kind":"human","name":"${name}"}`,
+    session: `,"session":"s${n}"`,
+    sessionId: `s${n}`,
+    identityName: name,
+    onBehalfOf: null,
+    connectionName: 'prod',
+    environment: 'production',
+  });
+  const fragments: Array<[number, Fragment]> = [
+    [1, session(1, 'alice')],
+    [2, session(2, 'zoë')],
+    [5, { t: 'd', decision: ',"decision":{"action":"allow","matches":[]}', kind: 'SELECT', tables: ',t,', action: 'allow' }],
+    [3, { t: 'x', statement: ',"statement":{"fingerprint":"a","text":"select * from t where id = ?"}' }],
+    [4, { t: 'x', statement: ',"statement":{"fingerprint":"b","text":"select \'é\' from t"}' }],
+  ];
+  return new Map(fragments.map(([id, f]) => [id, encodeFragment(f)]));
+}
+
+/**
+ * Compact events numbered and chained from `head`, expanded and templatized exactly as the writer
+ * thread does (src/audit/writer-thread.ts), with the whole bodies they were hashed from.
+ */
+function compactChain(node: string, head: { seq: number; hash: string } | null, fragments: Map<number, EncodedFragment>, drafts: readonly CompactDraft[]): { batch: EventBatch; bodies: string[]; last: { seq: number; hash: string } } {
+  const queued = new Batch();
+  let seq = head?.seq ?? 0;
+  for (const d of drafts) queued.compact(COMPACT_STATEMENT, ++seq, T0 + seq, d.session, 5, d.statement, d.duration, d.rows, false, 'SELECT 1', null, null, null);
+  const count = drafts.length;
+  const out = expanded(count);
+  const enc = new ChainEncoder(head?.hash ?? GENESIS);
+  const w = compactWriter(node);
+  for (let i = 0, s = 0; i < count; i++) s = writeCompact(enc, w, fragments, queued.nums, i * NUMS, queued.strs, s, out, i);
+  const bodies = out.bodies.map((b) => b.toString('utf8'));
+  const templated = templatize(out, count, (i) => out.rows[i * (EVENT_COLUMNS.length + 1) + 1] as number);
+  return { batch: { rows: out.rows, count, hashes: out.hashes, bodies: out.bodies, sets: out.sets, templated }, bodies, last: { seq, hash: out.hashes[count - 1]! } };
+}
+
 const EMPTY: EventBatch = { rows: [], count: 0, hashes: [] };
 const T0 = 1_700_000_000_000;
 const ids = (events: readonly StoredEvent[]): string[] => events.map((e) => `${e.node}#${e.seq}`);
@@ -128,8 +201,29 @@ for (const impl of ['sqlite', 'postgres'] as const) {
         assert.equal(await again.audit.head('n'), null);
         await again.close();
         const { versions, tables } = await location!.inspect();
-        assert.deepEqual(versions, [1, 2, 3]);
-        for (const t of ['approvals', 'audit_checkpoints', 'audit_events', 'audit_sink_cursors', 'schema_migrations', 'tokens']) assert.ok(tables.includes(t), `table ${t} exists`);
+        assert.deepEqual(versions, [1, 2, 3, 4]);
+        for (const t of ['approvals', 'audit_checkpoints', 'audit_events', 'audit_sink_cursors', 'audit_templates', 'schema_migrations', 'tokens']) assert.ok(tables.includes(t), `table ${t} exists`);
+      });
+
+      it('applies migration 4 (audit templates) to a store that has events: they read back as they were, and new ones are stored against templates', async () => {
+        const s = await location!.open();
+        const old = chain('mig', null, [plain(1), plain(2)]);
+        await s.audit.append(old.batch, []);
+        await s.close();
+        await location!.exec('DROP TABLE audit_templates; ALTER TABLE audit_events DROP COLUMN tpl; ALTER TABLE audit_events DROP COLUMN tpl_rows; DELETE FROM schema_migrations WHERE version = 4');
+        const upgraded = await location!.open();
+        try {
+          assert.deepEqual((await location!.inspect()).versions, [1, 2, 3, 4]);
+          assert.deepEqual(await upgraded.audit.range('mig', 0, 10), old.stored);
+          const fresh = compactChain('mig', old.last, compactFragments(), [1, 2, 3].map((n) => ({ session: 1, statement: 3, duration: n, rows: n })));
+          await upgraded.audit.append(fresh.batch, []);
+          assert.deepEqual(
+            (await upgraded.audit.range('mig', 0, 10)).map((e) => e.body),
+            [...old.stored.map((e) => e.body), ...fresh.bodies],
+          );
+        } finally {
+          await upgraded.close();
+        }
       });
     });
 
@@ -268,6 +362,63 @@ for (const impl of ['sqlite', 'postgres'] as const) {
         assert.deepEqual(stored.slice(0, 180), [...first.stored, ...second.stored]);
         assert.deepEqual(stored.slice(-40), again.stored);
         assert.deepEqual(stored[5000], many.stored[5000 - 180]);
+      });
+    });
+
+    describe('audit events stored against templates', () => {
+      const { store, location } = useStore(impl);
+
+      it('stores repeated statement events against a template of their batch and reads every body back whole; retention deletes a template with its last event', async () => {
+        const a = store().audit;
+        const fragments = compactFragments();
+        // Session 1 repeats statement 3 (with various durations and row counts), session 2
+        // alternates two statements; one event of statement 4 in session 1 has no repeat.
+        const first: CompactDraft[] = [];
+        for (let i = 0; i < 12; i++) {
+          first.push({ session: 1, statement: 3, duration: [0.123, 1.5, 12, 0, 1234.567][i % 5]!, rows: i % 4 === 3 ? 0 : i });
+          first.push({ session: 2, statement: i % 2 ? 3 : 4, duration: 0.001 * i, rows: 1 });
+        }
+        first.push({ session: 1, statement: 4, duration: 2, rows: 7 });
+        const one = compactChain('tpl', null, fragments, first);
+        const templated = one.batch.templated!;
+        assert.ok(templated !== undefined, 'the batch has templates');
+        assert.equal(templated.list.length, 3, 'one per (session, statement) repeated in the batch');
+        assert.equal(templated.of.filter((k) => k < 0).length, 1, 'the one event without a repeat keeps its whole body');
+        const two = compactChain('tpl', one.last, fragments, first.slice(0, 6));
+        await a.append(one.batch, []);
+        await a.append(two.batch, []);
+
+        const stored = await a.range('tpl', 0, 1000);
+        const bodies = [...one.bodies, ...two.bodies];
+        assert.deepEqual(
+          stored.map((e) => e.body),
+          bodies,
+        );
+        let prev = GENESIS;
+        for (const e of stored) {
+          prev = chainHash(prev, e.body);
+          assert.equal(e.hash, prev, `event ${e.seq} hashes to its stored hash`);
+          assert.equal(e.identity, JSON.parse(e.body).identity.name);
+        }
+        assert.deepEqual(
+          (await a.search({ identity: 'zoë' }, 100, 'asc')).map((e) => e.body),
+          bodies.filter((b) => JSON.parse(b).identity.name === 'zoë'),
+        );
+
+        // Through seq 10: the templates of the first batch still serve the events after it.
+        await a.deleteThrough('tpl', 10);
+        assert.deepEqual(
+          (await a.range('tpl', 0, 1000)).map((e) => e.body),
+          bodies.slice(10),
+        );
+        assert.equal(await location().count('audit_templates', 'tpl_node', 'tpl'), 3 + two.batch.templated!.list.length);
+        // Through the first batch: its templates go with its last events.
+        await a.deleteThrough('tpl', one.last.seq);
+        assert.equal(await location().count('audit_templates', 'tpl_node', 'tpl'), two.batch.templated!.list.length);
+        assert.deepEqual(
+          (await a.range('tpl', 0, 1000)).map((e) => e.body),
+          two.bodies,
+        );
       });
     });
 
