@@ -47,13 +47,13 @@ describe('policy reload', () => {
 
       // 1. File change: picked up by the watcher, same session.
       writeFileSync(policy, denyFoo('team.no-foo'));
-      await waitFor(async () => (await outcome(c, 'select 1 from foo')) === '42501', 5000, 'watch reload');
+      await waitFor(async () => (await outcome(c, 'select 1 from foo')) === '42501', 20_000, 'watch reload');
       const refused = await c.query('select * from foo').catch((e: Error & { code?: string }) => e);
       assert.match((refused as Error).message, /foo is off limits \(rule team\.no-foo\)/);
 
       // 2. An invalid policy keeps the previous one and says why.
       writeFileSync(policy, "rules:\n  - id: broken\n    when: 'statement.kind =='\n    action: deny\n");
-      await waitFor(() => /policy reload failed; keeping the previous policy/.test(proc.output()), 5000, 'failed reload log');
+      await waitFor(() => /policy reload failed; keeping the previous policy/.test(proc.output()), 20_000, 'failed reload log');
       assert.match(proc.output(), /rule \\"broken\\": invalid condition/);
       assert.equal(await outcome(c, 'select 1 from foo'), '42501');
 
@@ -83,8 +83,8 @@ describe('policy reload', () => {
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(await outcome(c, 'select 1 from foo'), '42501', 'not reloaded without SIGHUP');
       proc.child.kill('SIGHUP');
-      await waitFor(async () => (await outcome(c, 'select 1 from foo')) === 'ok', 5000, 'SIGHUP reload');
-      await waitFor(() => /"event":"policy_reload"/.test(proc.output()), 2000, 'reload logged');
+      await waitFor(async () => (await outcome(c, 'select 1 from foo')) === 'ok', 20_000, 'SIGHUP reload');
+      await waitFor(() => /"event":"policy_reload"/.test(proc.output()), 10_000, 'reload logged');
     } finally {
       await c.end().catch(() => undefined);
       proc.child.kill('SIGTERM');
