@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
-import { groupCpuSeconds } from './cpu.js';
+import { groupCpuSeconds, processCpuSeconds } from './cpu.js';
 
 describe('groupCpuSeconds', () => {
   it('counts the CPU of every process of a group, children and threads included', { skip: process.platform !== 'linux' }, async () => {
@@ -21,6 +21,10 @@ describe('groupCpuSeconds', () => {
       const used = groupCpuSeconds(child.pid!);
       assert.ok(used !== null && used >= 0.9, `expected at least 0.9 s (of the 1.0 s spun) over the leader and its child, got ${used}`);
       assert.equal(groupCpuSeconds(2 ** 22 + 12345), null);
+      // The leader alone: its own 0.5 s, not its child's.
+      const own = processCpuSeconds(child.pid!);
+      assert.ok(own !== null && own >= 0.45 && own < used! - 0.3, `expected the leader's own ~0.5 s, got ${own} of ${used}`);
+      assert.equal(processCpuSeconds(2 ** 22 + 12345), null);
     } finally {
       process.kill(-child.pid!, 'SIGKILL');
       await once(child, 'exit');

@@ -19,6 +19,12 @@ function statFields(pid: string): string[] | null {
   return text.slice(text.lastIndexOf(')') + 2).split(' ');
 }
 
+/** Seconds of CPU used so far by process `pid` (all its threads); null when it is gone. */
+export function processCpuSeconds(pid: number): number | null {
+  const f = statFields(String(pid));
+  return f === null ? null : (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
+}
+
 /** Seconds of CPU used so far by the processes of group `pgid`; null when none is found. */
 export function groupCpuSeconds(pgid: number): number | null {
   let names: string[];

@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePorts } from './helpers/pg.js';
 import { BIN, waitFor } from './helpers/proxy.js';
+import { processCpuSeconds } from '../bench/cpu.js';
 
 interface Step {
   readonly name: string;
@@ -74,20 +75,13 @@ describe('the README tour, against gatehouse demo', () => {
   let demo: Running;
   let env: NodeJS.ProcessEnv;
 
-  /** User + system seconds used so far by process `pid` (all its threads), from /proc. */
-  const cpuSeconds = (pid: number): number => {
-    const f = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const after = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return (Number(after[11]) + Number(after[12])) / 100;
-  };
-
   const startDemo = async (): Promise<{ running: Running; seconds: number; cpu: number }> => {
     const t0 = Date.now();
     const running = start(process.execPath, [BIN, 'demo', '--data-dir', dataDir, '--pg-port', String(pgPort), '--http-port', String(httpPort)]);
     await waitFor(() => running.output().includes('Gatehouse demo is ready') || running.child.exitCode !== null, 60_000, 'the demo to be ready');
     const seconds = (Date.now() - t0) / 1000;
     assert.ok(running.output().includes('Gatehouse demo is ready'), running.output());
-    return { running, seconds, cpu: cpuSeconds(running.child.pid!) };
+    return { running, seconds, cpu: processCpuSeconds(running.child.pid!) ?? NaN };
   };
   let firstStart: { seconds: number; cpu: number };
 

@@ -412,6 +412,8 @@ export interface StoredTemplate {
 
 /** Which events of a batch are stored against a template, and the templates (EventBatch.templated). */
 export interface BatchTemplates {
+  /** The writer the templates belong to (the tpl_node column). */
+  readonly node: string;
   /** Per event: its template's `first`, or -1 for a body stored whole. */
   readonly of: number[];
   /** Per event stored against a template: its rows (or rows_affected) number. */
@@ -425,9 +427,9 @@ export interface BatchTemplates {
  * (its duration's bytes take the body's place; seq and ts are columns already), about a sixth of
  * a whole body. Templates are per batch, never shared between batches: retention deletes one with
  * the last event that uses it, and no later batch can refer to a deleted one. Returns undefined
- * when no event qualifies. `seqOf(i)` is event i's sequence number.
+ * when no event qualifies. `node` is the writer; `seqOf(i)` is event i's sequence number.
  */
-export function templatize(out: Expanded, count: number, seqOf: (i: number) => number): BatchTemplates | undefined {
+export function templatize(out: Expanded, count: number, node: string, seqOf: (i: number) => number): BatchTemplates | undefined {
   const uses = new Map<Template, { first: number; last: number; n: number }>();
   for (let i = 0; i < count; i++) {
     const t = out.templates[i];
@@ -455,5 +457,5 @@ export function templatize(out: Expanded, count: number, seqOf: (i: number) => n
     counts[i] = out.counts[i]!;
     out.bodies[i] = out.bodies[i]!.subarray(out.durationFrom[i]!, out.durationTo[i]!);
   }
-  return { of, counts, list };
+  return { node, of, counts, list };
 }

@@ -75,7 +75,7 @@ async function append(nums: Float64Array, strs: unknown[], count: number, first:
     port.postMessage({ op: 'failed', first, message: (err as Error).message });
     return;
   }
-  const templated = templatize(out, count, (i) => rows[i * WIDTH + 1] as number);
+  const templated = templatize(out, count, data.node, (i) => rows[i * WIDTH + 1] as number);
   const prev = hashes[count - 1] ?? headHash;
   const through = first + count - 1;
   const checkpoints: Checkpoint[] = [];

@@ -359,8 +359,7 @@ function appendParams(batch: EventBatch, checkpoints: readonly Checkpoint[]): un
     tplRowsCol[i] = tpl < 0 ? null : templated!.counts[i];
   }
   const list = templated?.list ?? [];
-  const node = count > 0 ? (Buffer.isBuffer(rows[0]) ? (rows[0] as Buffer).toString('utf8') : rows[0]) : null;
-  const tp: unknown[][] = [list.map(() => node), list.map((t) => t.first), list.map((t) => t.last), list.map((t) => t.head.toString('utf8')), list.map((t) => t.middle.toString('utf8')), list.map((t) => t.tail.toString('utf8'))];
+  const tp: unknown[][] = [list.map(() => templated!.node), list.map((t) => t.first), list.map((t) => t.last), list.map((t) => t.head.toString('utf8')), list.map((t) => t.middle.toString('utf8')), list.map((t) => t.tail.toString('utf8'))];
   const n = checkpoints.length;
   const cp: unknown[][] = [new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n), new Array<unknown>(n)];
   for (let i = 0; i < n; i++) {

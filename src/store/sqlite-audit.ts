@@ -72,11 +72,7 @@ export class SqliteAuditStore implements AuditStore {
     this.#appendTx = db.transaction((batch: EventBatch, checkpoints: readonly Checkpoint[]) => {
       const { rows, hashes, bodies, sets, templated } = batch;
       if (sets !== undefined) this.#prepareSets(batch);
-      if (templated !== undefined) {
-        // Every event stored against a template has a column set (compact events): the node is the first row's.
-        const node = rows[0];
-        for (const t of templated.list) insertTemplate.run(node, t.first, t.last, t.head, t.middle, t.tail);
-      }
+      if (templated !== undefined) for (const t of templated.list) insertTemplate.run(templated.node, t.first, t.last, t.head, t.middle, t.tail);
       // A row's slots: COLUMN_COUNT columns, then the body (as text, or its bytes in `bodies`).
       const slots = COLUMN_COUNT + 1;
       for (let i = 0; i < batch.count; ) {

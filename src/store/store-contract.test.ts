@@ -166,7 +166,7 @@ function compactChain(node: string, head: { seq: number; hash: string } | null, 
   const w = compactWriter(node);
   for (let i = 0, s = 0; i < count; i++) s = writeCompact(enc, w, fragments, queued.nums, i * NUMS, queued.strs, s, out, i);
   const bodies = out.bodies.map((b) => b.toString('utf8'));
-  const templated = templatize(out, count, (i) => out.rows[i * (EVENT_COLUMNS.length + 1) + 1] as number);
+  const templated = templatize(out, count, node, (i) => out.rows[i * (EVENT_COLUMNS.length + 1) + 1] as number);
   return { batch: { rows: out.rows, count, hashes: out.hashes, bodies: out.bodies, sets: out.sets, templated }, bodies, last: { seq, hash: out.hashes[count - 1]! } };
 }
 
